@@ -1,0 +1,155 @@
+/**
+ * The validated, defaulted, frozen configuration: the one shape the rest of
+ * the program reads. Produced by `loadConfig()` (src/config/load.ts) from the
+ * YAML policy file; never mutated after load. Field names follow the YAML
+ * keys (the public contract, see config.example.yaml); everything that has a
+ * default in YAML is required here.
+ */
+
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+export type Mode = 'enforce' | 'shadow';
+export type LimitAlgorithm = 'fixed' | 'aimd' | 'gradient' | 'vegas';
+
+export interface Listen {
+  readonly host: string;
+  readonly port: number; // 0..65535; 0 = ephemeral (tests)
+}
+
+export interface QueueConfig {
+  readonly maxLength: number; // >= 0; 0 = never queue, refuse when no slot
+  readonly maxWaitMs: number; // > 0
+}
+
+export interface LaneConfig {
+  readonly name: string;
+  /** Cap on this lane's in-flight count as a fraction of the route limit (0 < x <= 1). Default 1. */
+  readonly maxShare: number;
+  /** Reserved fraction served ahead of higher lanes while below it (0 <= x <= maxShare). Default 0. */
+  readonly minShare: number;
+  readonly queue: QueueConfig;
+}
+
+export interface ClassifyWhen {
+  readonly header?: { readonly name: string; readonly value: string }; // name lower-cased at load
+  readonly pathPrefix?: string;
+  readonly methods?: readonly string[]; // upper-cased at load
+  readonly clientKeys?: readonly string[]; // exact client keys (as computed by clients.key)
+}
+
+export interface ClassifyRule {
+  readonly lane: string;
+  readonly laneIndex: number; // index into the lanes list (resolved at load)
+  readonly when: ClassifyWhen;
+}
+
+export type ClientKeySource = { readonly header: string } | { readonly ip: true };
+
+export interface ClientsConfig {
+  readonly key: ClientKeySource; // header name lower-cased at load
+  readonly maxShare: number; // 0 < x <= 1; default 0.5
+  readonly rate?: { readonly perSecond: number; readonly burst: number };
+}
+
+export interface RetryAfterConfig {
+  readonly minSeconds: number; // integer >= 1
+  readonly maxSeconds: number; // integer >= minSeconds
+  readonly jitter: number; // 0..1, fraction of the estimate
+}
+
+export interface WindowConfig {
+  readonly minSamples: number; // default 10
+  readonly windowMs: number; // default 1000
+  readonly percentile: number; // 0 < p < 1, default 0.5
+}
+
+export interface LimitConfig {
+  readonly algorithm: LimitAlgorithm; // default fixed
+  readonly initial: number; // default 32
+  readonly min: number; // default 1
+  readonly max: number; // default 1000
+  readonly window: WindowConfig;
+  readonly overloadStatuses: readonly number[]; // default [429, 503, 504]
+  readonly aimd: { readonly backoff: number; readonly increase: number }; // 0.9, 1
+  readonly gradient: {
+    readonly tolerance: number; // 1.5
+    readonly longWindow: number; // 600 (samples)
+    readonly smoothing: number; // 0.2
+    readonly queueAllowance: 'sqrt' | number; // 'sqrt'
+  };
+  readonly vegas: { readonly alpha: number; readonly beta: number }; // 3, 6
+  readonly hysteresis: { readonly increaseAfterWindows: number; readonly deadBand: number }; // 2, 0.05
+}
+
+export interface OverloadConfig {
+  readonly signal: 'queueWaitP90';
+  readonly enterMs: number; // 100
+  readonly exitMs: number; // 20 (< enterMs)
+  readonly cooldownMs: number; // 5000
+}
+
+export interface TimeoutsConfig {
+  readonly connectMs: number; // 2000
+  readonly headersMs: number; // 30000
+  readonly bodyMs: number; // 30000
+}
+
+export interface DeadlineConfig {
+  readonly header: string; // lower-cased; e.g. x-request-timeout-ms
+  readonly format: 'ms' | 'grpc-timeout'; // default ms
+}
+
+export interface CircuitBreakerConfig {
+  readonly enabled: boolean; // default true
+  readonly consecutiveFailures: number; // 5
+  readonly failureRatio: number; // 0.5
+  readonly minRequests: number; // 20 (in the ratio window)
+  readonly windowMs: number; // 10000
+  readonly openMs: number; // 5000
+  readonly maxOpenMs: number; // 60000 (openMs backs off up to this)
+  readonly halfOpenRatio: number; // 0.05
+  readonly closeAfterSuccesses: number; // 5
+}
+
+export interface RouteConfig {
+  readonly name: string;
+  readonly match: {
+    readonly pathPrefix: string; // starts with '/'
+    readonly host?: string; // lower-cased, no port
+    readonly methods?: readonly string[]; // upper-cased
+  };
+  /** Origin only: scheme://host[:port], no path, query or credentials. */
+  readonly upstream: string;
+  readonly mode: Mode;
+  readonly limit: LimitConfig;
+  readonly overload: OverloadConfig;
+  readonly timeouts: TimeoutsConfig;
+  /** The global lanes, in the same order, with this route's overrides merged in. */
+  readonly lanes: readonly LaneConfig[];
+  readonly deadline?: DeadlineConfig;
+  readonly circuitBreaker: CircuitBreakerConfig;
+}
+
+export interface Config {
+  /** Absolute path of the file this was loaded from ('' when built in code). */
+  readonly file: string;
+  readonly mode: Mode; // default enforce
+  readonly listen: Listen; // 0.0.0.0:8080
+  readonly admin: Listen; // 127.0.0.1:9901
+  readonly log: { readonly level: LogLevel; readonly pretty: boolean };
+  readonly lanes: readonly LaneConfig[];
+  readonly classify: readonly ClassifyRule[];
+  readonly clients: ClientsConfig;
+  readonly retryAfter: RetryAfterConfig;
+  readonly readiness: { readonly maxBacklogSeconds: number }; // 10
+  readonly shutdown: { readonly readinessGraceMs: number; readonly drainTimeoutMs: number }; // 5000, 30000
+  readonly routes: readonly RouteConfig[];
+}
+
+/** One problem found in a config file. `line`/`col` are 1-based; 0 when unknown. */
+export interface ConfigProblem {
+  readonly file: string;
+  readonly line: number;
+  readonly col: number;
+  readonly path: string; // dotted, e.g. routes.0.limit.min
+  readonly message: string;
+}
