@@ -1,0 +1,342 @@
+/**
+ * The gate of one route: counts permits against the route's concurrency
+ * limit, keeps one bounded wait queue per lane, and refuses precisely when
+ * full (../shared/DESIGN.md §3-4, §6).
+ *
+ * Invariants
+ * - Capacity is checked and counted in the same synchronous step: there is
+ *   no await between "is there room" and "take it".
+ * - Every permit settles exactly once (settle is idempotent); every queued
+ *   ticket leaves the queue exactly once (start, timeout, or cancel).
+ * - After every change that may free room (settle, cancel, limit growth) the
+ *   queues are drained: queued work never waits while a slot it may use is
+ *   free, and nothing starts while the route is at or over its limit (a
+ *   shrinking limit lets in-flight work finish first).
+ *
+ * Lane scheduling, when a slot frees
+ * 1. a lane below its minShare slots with waiting work goes first
+ *    (no starvation), in priority order;
+ * 2. otherwise the highest-priority lane with waiting work that is below its
+ *    maxShare slots.
+ * Shares become slots as max(1, ceil(share * limit)) (Netflix's partition
+ * rule), so a small limit never leaves a lane with zero slots; minShare 0
+ * reserves nothing.
+ *
+ * Client share (fairness under contention): when a request would have to
+ * wait, a client already holding (in flight + queued) at least
+ * max(1, ceil(clients.maxShare * limit)) is refused with 429 client_share,
+ * but only while some other client also holds or waits for slots: a lone
+ * client is queued or shed with 503, never told 429 for its share.
+ */
+import type { LaneConfig, RetryAfterConfig } from '../../config/types.js';
+import type { Clock, Random, Timer } from '../clock.js';
+import type { Limit, Sample } from '../limit/limit.js';
+import { RateMeter, retryAfterSeconds } from '../retry-after.js';
+import { refusal, type Refusal, type RefusalReason } from './refusal.js';
+import { WaitQueue, type QueueNode } from './wait-queue.js';
+
+export type Outcome = 'success' | 'dropped' | 'ignore';
+
+export interface Permit {
+  readonly kind: 'permit';
+  readonly lane: number;
+  /** Time spent queued before the permit was granted (0 when admitted at once). */
+  readonly queuedMs: number;
+  /**
+   * Ends the request's hold on the route. success feeds an RTT sample;
+   * dropped tells the limit to back off; ignore feeds nothing. Idempotent:
+   * only the first call counts.
+   */
+  settle(outcome: Outcome, rttMs?: number): void;
+}
+
+/** A request waiting in a lane queue. `cancel()` when its client leaves. */
+export interface Ticket {
+  readonly kind: 'queued';
+  cancel(): void;
+}
+
+/** Receives the queued request's fate: a permit, or a refusal (timeout, deadline). */
+export type Waiter = (result: Permit | Refusal) => void;
+
+export interface LimiterOptions {
+  readonly lanes: readonly LaneConfig[];
+  readonly limit: Limit;
+  /** clients.maxShare */
+  readonly clientMaxShare: number;
+  readonly retryAfter: RetryAfterConfig;
+  readonly clock: Clock;
+  readonly random: Random;
+}
+
+export interface LaneSnapshot {
+  readonly name: string;
+  readonly inflight: number;
+  readonly queued: number;
+  readonly oldestQueuedMs: number;
+  readonly maxSlots: number;
+  readonly minSlots: number;
+}
+
+export interface LimiterSnapshot {
+  readonly limit: number;
+  readonly inflight: number;
+  readonly queued: number;
+  readonly clients: number;
+  readonly completionsPerSecond: number;
+  readonly lanes: readonly LaneSnapshot[];
+}
+
+interface Lane {
+  readonly cfg: LaneConfig;
+  readonly queue: WaitQueue<Entry>;
+  inflight: number;
+  maxSlots: number;
+  minSlots: number;
+}
+
+class Entry implements QueueNode, Ticket {
+  readonly kind = 'queued' as const;
+  prev: QueueNode | null = null;
+  next: QueueNode | null = null;
+  linked = false;
+  timer: Timer | null = null;
+  constructor(
+    readonly limiter: Limiter,
+    readonly lane: number,
+    readonly clientKey: string,
+    readonly enqueuedAt: number,
+    readonly waiter: Waiter,
+  ) {}
+  cancel(): void {
+    this.limiter.cancel(this);
+  }
+}
+
+class RoutePermit implements Permit {
+  readonly kind = 'permit' as const;
+  settled = false;
+  constructor(
+    readonly limiter: Limiter,
+    readonly lane: number,
+    readonly clientKey: string,
+    readonly startedAt: number,
+    readonly inflightAtStart: number,
+    readonly queuedMs: number,
+  ) {}
+  settle(outcome: Outcome, rttMs?: number): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.limiter.release(this, outcome, rttMs);
+  }
+}
+
+export class Limiter {
+  private readonly lanes: Lane[];
+  private readonly clock: Clock;
+  private readonly opts: LimiterOptions;
+  private readonly completions: RateMeter;
+  /** Per client: permits held + tickets queued. Entries are deleted at zero (no leak). */
+  private readonly clients = new Map<string, number>();
+  private inflight = 0;
+  private queued = 0;
+  private limitValue: number;
+  private clientSlots = 1;
+  private inDrain = false;
+  private drainAgain = false;
+
+  constructor(opts: LimiterOptions) {
+    this.opts = opts;
+    this.clock = opts.clock;
+    this.completions = new RateMeter(opts.clock.now());
+    this.lanes = opts.lanes.map((cfg) => ({ cfg, queue: new WaitQueue<Entry>(), inflight: 0, maxSlots: 1, minSlots: 0 }));
+    this.limitValue = opts.limit.current;
+    this.applyLimit();
+  }
+
+  get limit(): number {
+    return this.limitValue;
+  }
+
+  /**
+   * Asks for a slot in `lane` for `clientKey`. Returns a Permit (start now),
+   * a Ticket (queued: `waiter` is called later with a Permit or a Refusal),
+   * or a Refusal (nothing was counted). `deadline` (clock ms) caps how long
+   * the request may wait.
+   */
+  acquire(lane: number, clientKey: string, waiter: Waiter, deadline = Infinity): Permit | Ticket | Refusal {
+    const l = this.lanes[lane];
+    if (l === undefined) throw new RangeError(`unknown lane index ${lane}`);
+    const now = this.clock.now();
+    if (l.queue.length === 0 && this.canStart(l)) {
+      this.hold(clientKey);
+      return this.start(lane, l, clientKey, now, 0);
+    }
+    if (this.overClientShare(clientKey)) return this.refuse('client_share', l);
+    if (l.queue.length >= l.cfg.queue.maxLength) return this.refuse('queue_full', l);
+    const waitUntil = Math.min(now + l.cfg.queue.maxWaitMs, deadline);
+    if (waitUntil <= now) return this.refuse('deadline', l);
+
+    const entry = new Entry(this, lane, clientKey, now, waiter);
+    l.queue.push(entry);
+    this.queued++;
+    this.hold(clientKey);
+    const reason: RefusalReason = deadline < now + l.cfg.queue.maxWaitMs ? 'deadline' : 'queue_timeout';
+    entry.timer = this.clock.setTimer(() => this.expire(entry, reason), waitUntil - now);
+    return entry;
+  }
+
+  /** A public, read-only view for /admin/state, metrics and tests. */
+  snapshot(): LimiterSnapshot {
+    const now = this.clock.now();
+    return {
+      limit: this.limitValue,
+      inflight: this.inflight,
+      queued: this.queued,
+      clients: this.clients.size,
+      completionsPerSecond: this.completions.perSecond(now),
+      lanes: this.lanes.map((l) => {
+        const oldest = l.queue.oldest();
+        return {
+          name: l.cfg.name,
+          inflight: l.inflight,
+          queued: l.queue.length,
+          oldestQueuedMs: oldest ? now - oldest.enqueuedAt : 0,
+          maxSlots: l.maxSlots,
+          minSlots: l.minSlots,
+        };
+      }),
+    };
+  }
+
+  /** @internal called by RoutePermit.settle (once). */
+  release(p: RoutePermit, outcome: Outcome, rttMs?: number): void {
+    this.inflight--;
+    const l = this.lanes[p.lane] as Lane;
+    l.inflight--;
+    this.unhold(p.clientKey);
+    const now = this.clock.now();
+    this.completions.mark(now);
+    if (outcome !== 'ignore') {
+      const sample: Sample = {
+        startedAt: p.startedAt,
+        rttMs: rttMs ?? now - p.startedAt,
+        inflight: p.inflightAtStart,
+        dropped: outcome === 'dropped',
+      };
+      this.opts.limit.onSample(sample);
+      if (this.opts.limit.current !== this.limitValue) {
+        this.limitValue = this.opts.limit.current;
+        this.applyLimit();
+      }
+    }
+    this.drain();
+  }
+
+  /** @internal called by Entry.cancel: the client left while queued. */
+  cancel(e: Entry): void {
+    if (!e.linked) return;
+    this.dequeue(e);
+    this.unhold(e.clientKey);
+    this.drain();
+  }
+
+  private expire(e: Entry, reason: RefusalReason): void {
+    if (!e.linked) return;
+    const l = this.lanes[e.lane] as Lane;
+    this.dequeue(e);
+    this.unhold(e.clientKey);
+    e.waiter(this.refuse(reason, l));
+  }
+
+  private dequeue(e: Entry): void {
+    (this.lanes[e.lane] as Lane).queue.remove(e);
+    this.queued--;
+    e.timer?.cancel();
+    e.timer = null;
+  }
+
+  private canStart(l: Lane): boolean {
+    return this.inflight < this.limitValue && l.inflight < l.maxSlots;
+  }
+
+  private start(index: number, l: Lane, clientKey: string, now: number, queuedMs: number): RoutePermit {
+    this.inflight++;
+    l.inflight++;
+    return new RoutePermit(this, index, clientKey, now, this.inflight, queuedMs);
+  }
+
+  /** Starts queued work while there is room. Re-entrant calls (from waiters) fold into the running loop. */
+  private drain(): void {
+    if (this.inDrain) {
+      this.drainAgain = true;
+      return;
+    }
+    this.inDrain = true;
+    try {
+      do {
+        this.drainAgain = false;
+        for (let i = this.pickLane(); i >= 0; i = this.pickLane()) {
+          const l = this.lanes[i] as Lane;
+          const e = l.queue.oldest() as Entry;
+          this.dequeue(e);
+          const now = this.clock.now();
+          // The client's hold moves from the queue to the permit: no unhold/hold.
+          e.waiter(this.start(i, l, e.clientKey, now, now - e.enqueuedAt));
+        }
+      } while (this.drainAgain);
+    } finally {
+      this.inDrain = false;
+    }
+  }
+
+  /** The lane whose oldest waiter starts next, or -1 when nothing can start. */
+  private pickLane(): number {
+    if (this.queued === 0 || this.inflight >= this.limitValue) return -1;
+    let fallback = -1;
+    for (let i = 0; i < this.lanes.length; i++) {
+      const l = this.lanes[i] as Lane;
+      if (l.queue.length === 0 || l.inflight >= l.maxSlots) continue;
+      if (l.inflight < l.minSlots) return i;
+      if (fallback < 0) fallback = i;
+    }
+    return fallback;
+  }
+
+  private applyLimit(): void {
+    const limit = this.limitValue;
+    for (const l of this.lanes) {
+      l.maxSlots = l.cfg.maxShare >= 1 ? limit : Math.max(1, Math.ceil(l.cfg.maxShare * limit));
+      l.minSlots = l.cfg.minShare > 0 ? Math.max(1, Math.ceil(l.cfg.minShare * limit)) : 0;
+    }
+    this.clientSlots = Math.max(1, Math.ceil(this.opts.clientMaxShare * limit));
+    this.drain();
+  }
+
+  private overClientShare(clientKey: string): boolean {
+    const held = this.clients.get(clientKey) ?? 0;
+    const others = this.clients.size - (held > 0 ? 1 : 0);
+    return others > 0 && held >= this.clientSlots;
+  }
+
+  private hold(clientKey: string): void {
+    this.clients.set(clientKey, (this.clients.get(clientKey) ?? 0) + 1);
+  }
+
+  private unhold(clientKey: string): void {
+    const n = (this.clients.get(clientKey) ?? 0) - 1;
+    if (n > 0) this.clients.set(clientKey, n);
+    else this.clients.delete(clientKey);
+  }
+
+  private refuse(reason: RefusalReason, l: Lane): Refusal {
+    return refusal(reason, retryAfterSeconds(this.estimateWaitSeconds(l), this.opts.retryAfter, this.opts.random));
+  }
+
+  /** Time for the route to work through what is queued ahead, from recent throughput. */
+  private estimateWaitSeconds(l: Lane): number {
+    const rate = this.completions.perSecond(this.clock.now());
+    if (rate <= 0) return l.cfg.queue.maxWaitMs / 1000;
+    return (this.queued + 1) / rate;
+  }
+}

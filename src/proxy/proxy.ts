@@ -1,0 +1,259 @@
+/**
+ * The proxy port: route, classify, admit / queue / refuse, forward, settle
+ * (../shared/DESIGN.md §1).
+ *
+ *   onRequest hook   match route -> classify lane + client key -> rate ->
+ *                    limiter.acquire: permit (continue), ticket (continue
+ *                    later), refusal (answered here, nothing forwarded)
+ *   handler          @fastify/http-proxy -> reply-from -> the route's undici pool
+ *   res 'close'      the single settlement point: it fires exactly once per
+ *                    response, whether it finished, the client left, or the
+ *                    upstream broke, so every permit settles exactly once and
+ *                    every ticket leaves its queue.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import httpProxy from '@fastify/http-proxy';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Clock } from '../core/clock.js';
+import type { Outcome, Permit, Ticket } from '../core/limiter/limiter.js';
+import { refusal, type Refusal } from '../core/limiter/refusal.js';
+import { retryAfterSeconds } from '../core/retry-after.js';
+import type { Random } from '../core/clock.js';
+import { SampledLog } from '../observability/sampled-log.js';
+import { writeError, writeRefusal, type ErrorCode } from './responses.js';
+import { classify, isAmbiguousPath, pathOf } from './routes.js';
+import type { RouteRuntime, Runtime } from './runtime.js';
+import { RouteDispatcher, UpstreamSignal } from './upstream.js';
+
+/** What the proxy reports as it works; observability plugs in here. All methods are optional no-ops. */
+export interface ProxyEvents {
+  onAdmitted?(route: RouteRuntime, lane: number, queuedMs: number): void;
+  onRefused?(route: RouteRuntime, lane: number, r: Refusal): void;
+  onUpstreamResponse?(route: RouteRuntime, status: number, rttMs: number): void;
+  onUpstreamError?(route: RouteRuntime, code: ErrorCode): void;
+  onSettled?(route: RouteRuntime, lane: number, outcome: Outcome): void;
+}
+
+export interface ProxyOptions {
+  /** Returns the runtime in force; it may be swapped between requests (reload). */
+  readonly runtime: () => Runtime;
+  readonly clock: Clock;
+  readonly random: Random;
+  readonly events?: ProxyEvents;
+  /** Refusal log lines per second before sampling kicks in. */
+  readonly refusalLogPerSecond?: number;
+}
+
+const ABORTED = new Error('client closed the connection');
+
+/** Per-request state; it doubles as the upstream abort signal. */
+class RequestCtx extends UpstreamSignal {
+  permit: Permit | null = null;
+  ticket: Ticket | null = null;
+  dispatchedAt = 0;
+  rttMs = -1;
+  status = 0;
+  /** Set when the upstream failed, so settlement knows the outcome. */
+  outcome: Outcome | null = null;
+  constructor(
+    readonly route: RouteRuntime,
+    readonly lane: number,
+  ) {
+    super();
+  }
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    sluice: RequestCtx | null;
+  }
+}
+
+/** reply-from error codes -> our answer and what the limit should learn. */
+function classifyUpstreamError(err: unknown): { code: ErrorCode; outcome: Outcome } {
+  const e = err as { code?: string; cause?: { code?: string } } | undefined;
+  const code = e?.cause?.code ?? e?.code ?? '';
+  switch (code) {
+    case 'UND_ERR_HEADERS_TIMEOUT':
+    case 'FST_REPLY_FROM_GATEWAY_TIMEOUT':
+      return { code: 'upstream_timeout', outcome: 'dropped' };
+    case 'UND_ERR_CONNECT_TIMEOUT':
+    case 'FST_REPLY_FROM_CONNECT_TIMEOUT':
+      return { code: 'upstream_connect_timeout', outcome: 'dropped' };
+    case 'ECONNREFUSED':
+      return { code: 'upstream_refused', outcome: 'ignore' };
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+    case 'EHOSTUNREACH':
+    case 'ENETUNREACH':
+      return { code: 'upstream_unreachable', outcome: 'ignore' };
+    case 'ECONNRESET':
+    case 'EPIPE':
+    case 'UND_ERR_SOCKET':
+    case 'FST_REPLY_FROM_CONNECTION_RESET':
+    case 'FST_REPLY_FROM_UNDICI_SOCKET':
+      return { code: 'upstream_reset', outcome: 'ignore' };
+    case 'FST_REPLY_FROM_BAD_GATEWAY':
+      return { code: 'bad_upstream_response', outcome: 'ignore' };
+    default:
+      return { code: 'upstream_reset', outcome: 'ignore' };
+  }
+}
+
+export async function proxyPlugin(app: FastifyInstance, opts: ProxyOptions): Promise<void> {
+  const { clock, random } = opts;
+  const events = opts.events ?? {};
+  const refusalLog = new SampledLog(clock, opts.refusalLogPerSecond ?? 20);
+  const dispatcher = new RouteDispatcher();
+
+  app.decorateRequest('sluice', null);
+
+  function refuse(request: FastifyRequest, reply: FastifyReply, ctx: RequestCtx, r: Refusal): void {
+    events.onRefused?.(ctx.route, ctx.lane, r);
+    const suppressed = refusalLog.admit();
+    if (suppressed >= 0) {
+      request.log.warn(
+        {
+          route: ctx.route.cfg.name,
+          lane: ctx.route.laneNames[ctx.lane],
+          reason: r.reason,
+          status: r.status,
+          retryAfterSeconds: r.retryAfterSeconds,
+          suppressed,
+        },
+        'request refused',
+      );
+    }
+    reply.hijack();
+    writeRefusal(reply.raw, r, request.id);
+  }
+
+  function onClose(ctx: RequestCtx, res: ServerResponse): void {
+    if (ctx.ticket !== null) {
+      // The client left while queued: it leaves the queue now and is never forwarded.
+      ctx.ticket.cancel();
+      ctx.ticket = null;
+      return;
+    }
+    const permit = ctx.permit;
+    if (permit === null) return;
+    ctx.permit = null;
+    let outcome: Outcome;
+    if (!res.writableFinished) {
+      // The client left (or the response broke) before the end: stop the upstream request.
+      ctx.abort(ABORTED);
+      outcome = ctx.outcome ?? 'ignore';
+    } else {
+      outcome = ctx.outcome ?? (ctx.route.overloadStatuses.has(ctx.status) ? 'dropped' : 'success');
+    }
+    permit.settle(outcome, ctx.rttMs >= 0 ? ctx.rttMs : undefined);
+    events.onSettled?.(ctx.route, ctx.lane, outcome);
+  }
+
+  app.addHook('onRequest', (request, reply, done) => {
+    const raw: IncomingMessage = request.raw;
+    const res = reply.raw;
+    const path = pathOf(raw.url ?? '/');
+    if (isAmbiguousPath(path)) {
+      reply.hijack();
+      writeError(res, 'bad_path', request.id);
+      return;
+    }
+    const rt = opts.runtime();
+    const route = rt.table.match(raw.method ?? 'GET', raw.headers.host, path);
+    if (route === undefined) {
+      reply.hijack();
+      writeError(res, 'no_route', request.id);
+      return;
+    }
+    const clientKey = rt.clientKey(raw.headers, request.ip);
+    const lane = classify(rt.config.classify, { method: raw.method ?? 'GET', path, headers: raw.headers, clientKey });
+    const ctx = new RequestCtx(route, lane);
+    request.sluice = ctx;
+
+    if (rt.clientRate !== null) {
+      const wait = rt.clientRate.take(clientKey, clock.now());
+      if (wait > 0) {
+        refuse(request, reply, ctx, refusal('client_rate', retryAfterSeconds(wait, rt.config.retryAfter, random)));
+        return;
+      }
+    }
+
+    const result = route.limiter.acquire(lane, clientKey, (later) => {
+      ctx.ticket = null;
+      if (later.kind === 'refused') {
+        refuse(request, reply, ctx, later);
+        return;
+      }
+      ctx.permit = later;
+      events.onAdmitted?.(route, lane, later.queuedMs);
+      done();
+    });
+    switch (result.kind) {
+      case 'permit':
+        ctx.permit = result;
+        res.once('close', () => onClose(ctx, res));
+        events.onAdmitted?.(route, lane, 0);
+        done();
+        return;
+      case 'queued':
+        ctx.ticket = result;
+        res.once('close', () => onClose(ctx, res));
+        return;
+      case 'refused':
+        refuse(request, reply, ctx, result);
+        return;
+    }
+  });
+
+  await app.register(httpProxy, {
+    upstream: '',
+    // Any method a client may send; admission happens in onRequest.
+    httpMethods: ['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT', 'OPTIONS'],
+    undici: dispatcher as never,
+    disableRequestLogging: true,
+    // Keep the Location header as the upstream wrote it.
+    internalRewriteLocationHeader: false,
+    handler(request, reply, dest, options) {
+      const ctx = request.sluice as RequestCtx;
+      ctx.dispatchedAt = clock.now();
+      dispatcher.dispatching = { pool: ctx.route.pool, signal: ctx };
+      try {
+        return reply.from(dest, options);
+      } finally {
+        dispatcher.dispatching = null;
+      }
+    },
+    replyOptions: {
+      getUpstream: (request) => (request.sluice as RequestCtx).route.cfg.upstream,
+      // A load shedder must never amplify load: no retries, not even reply-from's GET-on-503.
+      retryDelay: () => null,
+      rewriteRequestHeaders: (request, headers) => {
+        headers['x-request-id'] = request.id;
+        return headers;
+      },
+      rewriteHeaders: (headers, request) => {
+        if (request !== undefined) headers['x-request-id'] = request.id;
+        return headers;
+      },
+      onResponse: (request, reply, res) => {
+        const ctx = request.sluice as RequestCtx;
+        ctx.rttMs = clock.now() - ctx.dispatchedAt;
+        ctx.status = res.statusCode;
+        events.onUpstreamResponse?.(ctx.route, res.statusCode, ctx.rttMs);
+        reply.send(res.stream);
+      },
+      onError: (reply, { error }) => {
+        const request = reply.request;
+        const ctx = request.sluice as RequestCtx;
+        if (ctx.aborted) return; // the client left; nobody to answer
+        const { code, outcome } = classifyUpstreamError(error);
+        ctx.outcome = outcome;
+        events.onUpstreamError?.(ctx.route, code);
+        request.log.warn({ route: ctx.route.cfg.name, code, err: (error as Error).message }, 'upstream error');
+        reply.hijack();
+        writeError(reply.raw as ServerResponse, code, request.id);
+      },
+    },
+  });
+}

@@ -1,0 +1,79 @@
+/**
+ * Upstream connection pools, one undici Pool per route, so each route gets
+ * its own connect/headers/body timeouts and a removed route's connections can
+ * be drained on their own.
+ *
+ * reply-from accepts any object with `request(opts, cb)` as its undici
+ * instance. It calls that method synchronously from inside `reply.from()`,
+ * so the proxy handler names the request's context in `dispatching` just
+ * around that call; this dispatcher reads it to choose the route's pool and
+ * to attach the context as the abort signal (a client that leaves aborts its
+ * upstream request).
+ */
+import { Pool, type Dispatcher } from 'undici';
+import type { RouteConfig } from '../config/types.js';
+
+/**
+ * The minimal EventEmitter-shaped abort signal undici accepts. One per
+ * request (it is the request context's base class): cheaper than an
+ * AbortController and its EventTarget.
+ */
+export class UpstreamSignal {
+  aborted = false;
+  reason: Error | undefined = undefined;
+  private listener: (() => void) | null = null;
+
+  on(_event: 'abort', listener: () => void): this {
+    this.listener = listener;
+    return this;
+  }
+  once(event: 'abort', listener: () => void): this {
+    return this.on(event, listener);
+  }
+  addListener(event: 'abort', listener: () => void): this {
+    return this.on(event, listener);
+  }
+  removeListener(_event: 'abort', listener: () => void): this {
+    if (this.listener === listener) this.listener = null;
+    return this;
+  }
+  abort(reason: Error): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    this.reason = reason;
+    const l = this.listener;
+    this.listener = null;
+    l?.();
+  }
+}
+
+export interface Dispatching {
+  readonly pool: Pool;
+  readonly signal: UpstreamSignal;
+}
+
+export function createPool(route: RouteConfig): Pool {
+  return new Pool(route.upstream, {
+    connect: { timeout: route.timeouts.connectMs },
+    headersTimeout: route.timeouts.headersMs,
+    bodyTimeout: route.timeouts.bodyMs,
+    // Concurrency is bounded by the route's limiter, not by the pool.
+    connections: null,
+    pipelining: 1,
+    keepAliveTimeout: 4_000,
+  });
+}
+
+export class RouteDispatcher {
+  dispatching: Dispatching | null = null;
+
+  request(opts: Dispatcher.RequestOptions, cb: (err: Error | null, data?: Dispatcher.ResponseData) => void): void {
+    const d = this.dispatching;
+    if (d === null) {
+      cb(new Error('sluice: upstream request outside a route context'));
+      return;
+    }
+    opts.signal = d.signal as unknown as Dispatcher.RequestOptions['signal'];
+    d.pool.request(opts, cb);
+  }
+}
