@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
-import fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from './config/types.js';
 import { systemClock, type Clock, type Random } from './core/clock.js';
@@ -54,9 +54,9 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Slui
 
   const proxy = fastify({
     loggerInstance: logger as FastifyBaseLogger,
-    disableRequestLogging: true,
+    // Per-request info lines would cost more than admission itself; refusals and errors are logged explicitly.
+    logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'requestId' }),
     genReqId: requestId,
-    requestIdLogLabel: 'requestId',
     return503OnClosing: true,
   });
   await proxy.register(proxyPlugin, {

@@ -3,7 +3,7 @@
  * Nothing here passes through admission, so it answers while the proxy port
  * is saturated.
  */
-import fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 
 export interface RouteState {
@@ -39,7 +39,7 @@ export interface AdminOptions {
 }
 
 export function buildAdmin(opts: AdminOptions): FastifyInstance {
-  const admin = fastify({ loggerInstance: opts.logger.child({ listener: 'admin' }) as FastifyBaseLogger, disableRequestLogging: true });
+  const admin = fastify({ loggerInstance: opts.logger.child({ listener: 'admin' }) as FastifyBaseLogger, logController: new LogController({ disableRequestLogging: true }) });
   admin.get('/healthz', async () => ({ status: 'ok' }));
   admin.get('/readyz', async (_req, reply) => {
     const reason = opts.notReadyReason();

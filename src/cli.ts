@@ -1,0 +1,115 @@
+#!/usr/bin/env node
+/**
+ * sluice --config FILE        run the proxy (FILE may also come from SLUICE_CONFIG)
+ * sluice validate FILE        check a config: exit 0 when valid, 2 with every problem printed
+ * sluice --help | --version
+ */
+import { readFileSync } from 'node:fs';
+import { buildApp } from './app.js';
+import { ConfigError, loadConfig } from './config/load.js';
+import type { Config } from './config/types.js';
+
+const USAGE = `Usage:
+  sluice --config FILE     run the proxy with the YAML policy FILE (or set SLUICE_CONFIG)
+  sluice validate FILE     check FILE; exit 0 when valid, 2 with every problem printed
+  sluice --help            this text
+  sluice --version         the version
+
+Signals: SIGTERM/SIGINT drain and exit 0.
+Exit codes: 0 ok, 1 runtime failure, 2 invalid config or usage.`;
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+function load(file: string): Config {
+  try {
+    return loadConfig(file);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${err.message}\n`);
+      process.stderr.write(`sluice: ${err.problems.length} problem(s) in ${file}; not starting\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+}
+
+async function run(file: string): Promise<void> {
+  const config = load(file);
+  const app = await buildApp(config);
+  const log = app.logger;
+  const { proxyUrl, adminUrl } = await app.listen();
+  log.info(
+    {
+      proxy: proxyUrl,
+      admin: adminUrl,
+      config: config.file,
+      mode: config.mode,
+      routes: config.routes.map((r) => ({
+        name: r.name,
+        pathPrefix: r.match.pathPrefix,
+        upstream: r.upstream,
+        algorithm: r.limit.algorithm,
+        limit: r.limit.initial,
+        lanes: r.lanes.map((l) => `${l.name}(max ${l.maxShare}, min ${l.minShare}, queue ${l.queue.maxLength}/${l.queue.maxWaitMs}ms)`),
+      })),
+    },
+    'sluice started',
+  );
+
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'shutting down');
+    app.close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const [cmd, arg] = argv;
+  if (cmd === '--help' || cmd === '-h' || cmd === 'help') {
+    process.stdout.write(`${USAGE}\n`);
+    return;
+  }
+  if (cmd === '--version' || cmd === '-v') {
+    process.stdout.write(`${version()}\n`);
+    return;
+  }
+  if (cmd === 'validate') {
+    if (!arg) {
+      process.stderr.write(`sluice validate: missing FILE\n\n${USAGE}\n`);
+      process.exit(2);
+    }
+    const config = load(arg);
+    process.stdout.write(`${config.file}: ok (${config.routes.length} route(s), ${config.lanes.length} lane(s))\n`);
+    return;
+  }
+  let file = process.env.SLUICE_CONFIG;
+  if (cmd === '--config' || cmd === '-c') file = arg;
+  else if (cmd !== undefined && cmd.startsWith('--config=')) file = cmd.slice('--config='.length);
+  else if (cmd !== undefined) {
+    process.stderr.write(`sluice: unknown argument "${cmd}"\n\n${USAGE}\n`);
+    process.exit(2);
+  }
+  if (!file) {
+    process.stderr.write(`sluice: no config file (use --config FILE or SLUICE_CONFIG)\n\n${USAGE}\n`);
+    process.exit(2);
+  }
+  await run(file);
+}
+
+main(process.argv.slice(2)).catch((err: unknown) => {
+  process.stderr.write(`sluice: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,103 @@
+/**
+ * Starts a real Sluice (proxy + admin listeners on 127.0.0.1 port 0) from a
+ * YAML policy text, and talks to it over sockets with undici.
+ */
+import { connect } from 'node:net';
+import { pino } from 'pino';
+import { Agent, request as undiciRequest, type Dispatcher } from 'undici';
+import { buildApp, type AppDeps, type Sluice } from '../../src/app.js';
+import { parseConfig } from '../../src/config/load.js';
+import type { AdminState } from '../../src/observability/admin.js';
+
+export interface Running {
+  readonly app: Sluice;
+  readonly url: string;
+  readonly adminUrl: string;
+  /** Log lines written by the instance (parsed JSON). */
+  readonly logs: Record<string, unknown>[];
+  state(): Promise<AdminState>;
+  close(): Promise<void>;
+}
+
+export async function startSluice(yaml: string, deps: AppDeps = {}): Promise<Running> {
+  const config = parseConfig(`listen: { host: 127.0.0.1, port: 0 }\nadmin: { host: 127.0.0.1, port: 0 }\n${yaml}`, 'test.yaml');
+  const logs: Record<string, unknown>[] = [];
+  const logger = pino({ level: 'info' }, { write: (line: string) => void logs.push(JSON.parse(line) as Record<string, unknown>) });
+  const app = await buildApp(config, { logger, ...deps });
+  const { proxyUrl, adminUrl } = await app.listen();
+  return {
+    app,
+    url: proxyUrl,
+    adminUrl,
+    logs,
+    async state() {
+      const r = await undiciRequest(`${adminUrl}/admin/state`);
+      return (await r.body.json()) as AdminState;
+    },
+    close: () => app.close(),
+  };
+}
+
+export interface Answer {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  text: string;
+  json<T = Record<string, unknown>>(): T;
+}
+
+/** A fresh connection per call by default, so a held request never blocks the next. */
+const agent = new Agent({ pipelining: 0, keepAliveTimeout: 1, connections: 1000 });
+
+export async function send(
+  url: string,
+  opts: { method?: Dispatcher.HttpMethod; headers?: Record<string, string>; body?: string | Buffer; signal?: AbortSignal } = {},
+): Promise<Answer> {
+  const r = await undiciRequest(url, { dispatcher: agent, method: opts.method ?? 'GET', headers: opts.headers, body: opts.body, signal: opts.signal });
+  const text = await r.body.text();
+  return {
+    status: r.statusCode,
+    headers: r.headers,
+    text,
+    json: <T>() => JSON.parse(text) as T,
+  };
+}
+
+/** Polls `check` (no fixed sleeps: bounded retries on the event loop) until it returns true. */
+export async function eventually(check: () => Promise<boolean> | boolean, what: string, timeoutMs = 5000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    if (await check()) return;
+    if (Date.now() > end) throw new Error(`timed out waiting for: ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+/** Asserts the refusal contract: status, reason, integer Retry-After >= 1, JSON body. */
+export function refusalOf(a: Answer): { reason: string; retryAfter: number; error: string; retryAfterSeconds: number } {
+  const ra = Number(a.headers['retry-after']);
+  const body = a.json<{ error: string; reason: string; retryAfterSeconds: number }>();
+  return { reason: body.reason, retryAfter: ra, error: body.error, retryAfterSeconds: body.retryAfterSeconds };
+}
+
+/** Sends bytes exactly as given over a new TCP connection; resolves with everything the server wrote until it closed. */
+export function rawRequest(baseUrl: string, bytes: string, timeoutMs = 3000): Promise<string> {
+  const u = new URL(baseUrl);
+  return new Promise((resolve, reject) => {
+    const sock = connect(Number(u.port), u.hostname);
+    const chunks: Buffer[] = [];
+    const timer = setTimeout(() => {
+      sock.destroy();
+      resolve(Buffer.concat(chunks).toString('latin1'));
+    }, timeoutMs);
+    sock.on('data', (c: Buffer) => chunks.push(c));
+    sock.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    sock.on('close', () => {
+      clearTimeout(timer);
+      resolve(Buffer.concat(chunks).toString('latin1'));
+    });
+    sock.write(bytes);
+  });
+}

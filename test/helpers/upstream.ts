@@ -1,0 +1,123 @@
+/**
+ * A scriptable upstream for integration tests, on 127.0.0.1 port 0.
+ *   /echo...          200 JSON {method, url, headers, body} (body streamed back as received)
+ *   /hold/<id>        waits until release(id) (or releaseAll), then 200 {id}
+ *   /delay/<ms>       answers after ms
+ *   /status/<code>    answers with that status
+ *   /reset            destroys the socket without answering
+ *   /trickle          sends headers, then a chunk, then stalls
+ *   anything else     200 {"path": ...}
+ * Every request's URL is recorded in `seen` when it arrives.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export interface TestUpstream {
+  readonly url: string;
+  readonly port: number;
+  readonly seen: string[];
+  readonly holding: () => number;
+  release(id: string): void;
+  releaseAll(): void;
+  /** Resolves when `n` requests are being held. */
+  waitHolding(n: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function startUpstream(): Promise<TestUpstream> {
+  const seen: string[] = [];
+  const held = new Map<string, () => void>();
+  let waiters: { n: number; resolve: () => void }[] = [];
+  const notify = () => {
+    waiters = waiters.filter((w) => {
+      if (held.size >= w.n) w.resolve();
+      return held.size < w.n;
+    });
+  };
+
+  const handle = (req: IncomingMessage, res: ServerResponse) => {
+    const url = req.url ?? '/';
+    seen.push(url);
+    const path = url.split('?')[0] ?? '/';
+    if (path.startsWith('/echo') || path.includes('/echo')) {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        const body = Buffer.concat(chunks);
+        res.writeHead(200, { 'content-type': 'application/json', 'x-upstream': 'yes' });
+        res.end(JSON.stringify({ method: req.method, url, headers: req.headers, body: body.toString('utf8'), bytes: body.length }));
+      });
+      return;
+    }
+    req.resume();
+    const hold = /\/hold\/([^/?]+)/.exec(path);
+    if (hold) {
+      const id = hold[1] as string;
+      const done = () => {
+        held.delete(id);
+        if (!res.destroyed) {
+          res.writeHead(200, { 'content-type': 'application/json' });
+          res.end(JSON.stringify({ id }));
+        }
+      };
+      held.set(id, done);
+      res.on('close', () => held.delete(id));
+      notify();
+      return;
+    }
+    const delay = /\/delay\/(\d+)/.exec(path);
+    if (delay) {
+      const t = setTimeout(() => {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end('{"ok":true}');
+      }, Number(delay[1]));
+      res.on('close', () => clearTimeout(t));
+      return;
+    }
+    const status = /\/status\/(\d+)/.exec(path);
+    if (status) {
+      res.writeHead(Number(status[1]), { 'content-type': 'application/json' });
+      res.end('{"upstream":true}');
+      return;
+    }
+    if (path.endsWith('/reset')) {
+      req.socket.destroy();
+      return;
+    }
+    if (path.endsWith('/trickle')) {
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.write('first chunk\n');
+      return; // never ends; the proxy's body timeout must cut it
+    }
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ path }));
+  };
+
+  const server: Server = createServer(handle);
+  server.keepAliveTimeout = 5000;
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    seen,
+    holding: () => held.size,
+    release(id) {
+      held.get(id)?.();
+    },
+    releaseAll() {
+      for (const done of [...held.values()]) done();
+    },
+    waitHolding(n) {
+      if (held.size >= n) return Promise.resolve();
+      return new Promise((resolve) => {
+        waiters.push({ n, resolve });
+      });
+    },
+    async close() {
+      for (const done of [...held.values()]) done();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
