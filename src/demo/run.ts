@@ -57,7 +57,7 @@ async function main(): Promise<void> {
   process.stdout.write(
     `upstream: ${WORKERS} workers x ${SERVICE_MS} ms = ${CAPACITY} req/s capacity\n` +
       `sluice:   ${proxyUrl}, limit ${config.routes[0]?.limit.algorithm} ${config.routes[0]?.limit.initial}\n` +
-      `load:     ${offered} req/s open-loop (40% interactive, 60% batch) for ${DURATION_S} s\n\n`,
+      `load:     ${offered} req/s open-loop (30% interactive, 70% batch) for ${DURATION_S} s\n\n`,
   );
   let header = true;
   const result = await runOpenLoop({
@@ -66,8 +66,8 @@ async function main(): Promise<void> {
     maxInFlight: 2000,
     requestTimeoutMs: 15000,
     streams: [
-      { name: 'interactive', ratePerSecond: offered * 0.4, path: '/api/page' },
-      { name: 'batch', ratePerSecond: offered * 0.6, path: '/api/export', headers: { 'x-priority': 'batch' } },
+      { name: 'interactive', ratePerSecond: offered * 0.3, path: '/api/page' },
+      { name: 'batch', ratePerSecond: offered * 0.7, path: '/api/export', headers: { 'x-priority': 'batch' } },
     ],
     onSecond: (s) => {
       const st = app.state().routes[0];

@@ -1,0 +1,325 @@
+/**
+ * Shapes, ranges and defaults of the YAML policy file (see config.example.yaml).
+ *
+ * Only single-value rules live here. Rules that relate two values (min <= max,
+ * lane names that must exist, ...) need the merged picture and live in
+ * checks.ts. Messages are written for the person editing the file: the path
+ * and line:col are added by load.ts, so a message only says what is wrong.
+ */
+import { METHODS } from 'node:http';
+import * as z from 'zod';
+
+// ---------------------------------------------------------------- building blocks
+
+/**
+ * A field's own message for a wrong value, but `undefined` for a missing one, so
+ * that a missing required key falls through to the parse-wide "is required".
+ */
+const unlessMissing = (message: string) => (issue: { input?: unknown }) =>
+  issue.input === undefined ? undefined : message;
+
+/** A mapping whose keys are all known: a typo is an error, never silently ignored. */
+export function obj<S extends z.ZodRawShape>(shape: S) {
+  const allowed = Object.keys(shape).join(', ');
+  return z.strictObject(shape, {
+    error: (issue) => (issue.code === 'unrecognized_keys' ? `unknown key (allowed: ${allowed})` : undefined),
+  });
+}
+
+/** An integer in [min, max]. One message for type and range: the reader needs the rule, not the failed step. */
+function int(min: number, max?: number) {
+  const message =
+    max === undefined ? `must be an integer >= ${min}` : `must be an integer between ${min} and ${max}`;
+  return z
+    .number({ error: unlessMissing(message) })
+    .refine((n) => Number.isInteger(n) && n >= min && (max === undefined || n <= max), message);
+}
+
+/** A (possibly fractional) number; `range` completes "must be a number ...". */
+function num(range: string, ok: (n: number) => boolean) {
+  const message = `must be a number ${range}`;
+  return z.number({ error: unlessMissing(message) }).refine(ok, message);
+}
+
+function oneOf<const T extends readonly [string, ...string[]]>(values: T) {
+  return z.enum(values, { error: unlessMissing(`must be one of: ${values.join(', ')}`) });
+}
+
+const bool = () => z.boolean({ error: unlessMissing('must be true or false') });
+const text = () => z.string({ error: unlessMissing('must be a string') }).min(1, 'must not be empty');
+
+/** Lane and route names end up as metric labels and in logs: keep them plain. */
+const name = () => text().regex(/^[A-Za-z0-9_.-]+$/, "must contain only letters, digits, '.', '_' and '-'");
+
+// RFC 9110 token: what an HTTP header name or method may be made of.
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
+/** Header names are compared case-insensitively on the wire, so they are stored lower-cased. */
+const headerName = () =>
+  text()
+    .regex(TOKEN, 'must be a valid HTTP header name')
+    .transform((s) => s.toLowerCase());
+
+/** Node's HTTP parser only accepts the methods in http.METHODS; any other would never match. */
+const method = () =>
+  text()
+    .transform((s) => s.toUpperCase())
+    .refine((m) => METHODS.includes(m), {
+      error: (issue) => `${JSON.stringify(issue.input)} is not an HTTP method (e.g. GET, POST, PUT, DELETE)`,
+    });
+
+const methods = () => z.array(method()).min(1, 'must list at least one method');
+
+const pathPrefix = () => text().refine((p) => p.startsWith('/'), "must start with '/'");
+
+/** Compared with the request's Host header minus its port, so a port here could never match. */
+const host = () =>
+  text()
+    .transform((s) => s.toLowerCase())
+    .refine(
+      (h) => /^([a-z0-9_-]+\.)*[a-z0-9_-]+\.?$/.test(h) || /^\[[0-9a-f:.]+\]$/.test(h),
+      'must be a host name without scheme or port (e.g. shop.example.com)',
+    );
+
+/** The proxy adds the request's path and query to this, so it must be a bare origin. */
+const upstream = () =>
+  text().transform((s, ctx) => {
+    const fail = (message: string) => {
+      ctx.addIssue({ code: 'custom', message });
+      return z.NEVER;
+    };
+    let url: URL;
+    try {
+      url = new URL(s);
+    } catch {
+      return fail('must be an absolute URL such as http://127.0.0.1:3000');
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') return fail('must be an http:// or https:// URL');
+    if (url.username !== '' || url.password !== '') return fail('must not contain credentials');
+    if (url.pathname !== '/') return fail('must be an origin only (scheme://host[:port]), without a path');
+    if (url.search !== '' || url.hash !== '' || s.includes('?') || s.includes('#'))
+      return fail('must not contain a query or fragment');
+    return url.origin;
+  });
+
+const MODES = ['enforce', 'shadow'] as const;
+
+// ---------------------------------------------------------------- route policy
+
+/**
+ * Everything a route may set for itself. With its defaults this is the
+ * `defaults:` section; without them (see `withoutDefaults`) it is the optional
+ * part of a route, so that a route carries only what it wrote and the rest
+ * comes from `defaults:`.
+ */
+export const policyShape = {
+  // No default here: a route without a mode inherits the top-level `mode`.
+  mode: oneOf(MODES).optional(),
+  limit: obj({
+    algorithm: oneOf(['fixed', 'aimd', 'gradient', 'vegas']).default('fixed'),
+    initial: int(1).default(32),
+    min: int(1).default(1),
+    max: int(1).default(1000),
+    window: obj({
+      minSamples: int(1).default(10),
+      windowMs: int(1).default(1000),
+      percentile: num('> 0 and < 1', (n) => n > 0 && n < 1).default(0.5),
+    }).prefault({}),
+    overloadStatuses: z.array(int(100, 599)).default(() => [429, 503, 504]),
+    aimd: obj({
+      backoff: num('> 0 and < 1', (n) => n > 0 && n < 1).default(0.9),
+      increase: num('> 0', (n) => n > 0).default(1),
+    }).prefault({}),
+    gradient: obj({
+      tolerance: num('>= 1', (n) => n >= 1).default(1.5),
+      longWindow: int(1).default(600),
+      smoothing: num('> 0 and <= 1', (n) => n > 0 && n <= 1).default(0.2),
+      queueAllowance: z
+        .union([z.literal('sqrt'), z.number()], { error: unlessMissing('must be "sqrt" or a number >= 0') })
+        .refine((v) => v === 'sqrt' || v >= 0, 'must be "sqrt" or a number >= 0')
+        .default('sqrt'),
+    }).prefault({}),
+    vegas: obj({
+      alpha: num('> 0', (n) => n > 0).default(3),
+      beta: num('> 0', (n) => n > 0).default(6),
+    }).prefault({}),
+    hysteresis: obj({
+      increaseAfterWindows: int(1).default(2),
+      deadBand: num('>= 0 and < 1', (n) => n >= 0 && n < 1).default(0.05),
+    }).prefault({}),
+  }).prefault({}),
+  overload: obj({
+    signal: oneOf(['queueWaitP90']).default('queueWaitP90'),
+    enterMs: int(1).default(100),
+    exitMs: int(0).default(20),
+    cooldownMs: int(0).default(5000),
+  }).prefault({}),
+  timeouts: obj({
+    connectMs: int(1).default(2000),
+    headersMs: int(1).default(30000),
+    bodyMs: int(1).default(30000),
+  }).prefault({}),
+  // Absent = no deadlines. `header` has no schema default because it depends on
+  // `format` (x-request-timeout-ms or grpc-timeout); load.ts fills it in.
+  deadline: obj({
+    header: headerName().optional(),
+    format: oneOf(['ms', 'grpc-timeout']).default('ms'),
+  }).optional(),
+  circuitBreaker: obj({
+    enabled: bool().default(true),
+    consecutiveFailures: int(1).default(5),
+    failureRatio: num('> 0 and <= 1', (n) => n > 0 && n <= 1).default(0.5),
+    minRequests: int(1).default(20),
+    windowMs: int(1).default(10000),
+    openMs: int(1).default(5000),
+    maxOpenMs: int(1).default(60000),
+    halfOpenRatio: num('> 0 and <= 1', (n) => n > 0 && n <= 1).default(0.05),
+    closeAfterSuccesses: int(1).default(5),
+  }).prefault({}),
+};
+
+export const POLICY_KEYS = Object.keys(policyShape) as (keyof typeof policyShape)[];
+
+export const policySchema = obj(policyShape);
+export type Policy = z.output<typeof policySchema>;
+
+// ---------------------------------------------------------------- optional twins
+
+/** Arrays replace rather than merge, so they stay whole. */
+export type DeepPartial<T> = T extends readonly unknown[]
+  ? T
+  : T extends object
+    ? { [K in keyof T]?: DeepPartial<T[K]> }
+    : T;
+
+type WithoutDefaults<S extends z.ZodRawShape> = {
+  [K in keyof S]: z.ZodOptional<z.ZodType<DeepPartial<z.output<S[K]>>>>;
+};
+
+/**
+ * The same shape with every key optional and every default removed, at every
+ * depth. Used where a value is an override: a default there would overwrite
+ * what the layer below (defaults:, the global lane) said.
+ * Mappings are rebuilt from their shape; none of them carries its own refinement.
+ */
+export function withoutDefaults<S extends z.ZodRawShape>(shape: S): WithoutDefaults<S> {
+  const strip = (schema: z.ZodType): z.ZodType => {
+    if (schema instanceof z.ZodDefault || schema instanceof z.ZodPrefault || schema instanceof z.ZodOptional)
+      return strip(schema.unwrap() as z.ZodType);
+    if (schema instanceof z.ZodObject) return obj(withoutDefaults(schema.shape));
+    return schema;
+  };
+  return Object.fromEntries(
+    Object.entries(shape).map(([key, schema]) => [key, strip(schema as z.ZodType).optional()]),
+  ) as WithoutDefaults<S>;
+}
+
+// ---------------------------------------------------------------- lanes
+
+const laneShape = {
+  maxShare: num('> 0 and <= 1', (n) => n > 0 && n <= 1).default(1),
+  minShare: num('between 0 and 1', (n) => n >= 0 && n <= 1).default(0),
+  queue: obj({
+    maxLength: int(0).default(100),
+    maxWaitMs: int(1).default(1000),
+  }).prefault({}),
+};
+
+export const laneSchema = obj({ name: name(), ...laneShape });
+export type Lane = z.output<typeof laneSchema>;
+
+/** A route's `lanes.<name>`: overrides of a global lane, without its name. */
+export const laneOverrideSchema = obj(withoutDefaults(laneShape));
+
+// ---------------------------------------------------------------- classify, clients
+
+export const ruleSchema = obj({
+  lane: text(),
+  when: obj({
+    header: obj({
+      name: headerName(),
+      value: z.string({ error: unlessMissing('must be a string (quote numbers: "1")') }),
+    }).optional(),
+    pathPrefix: pathPrefix().optional(),
+    methods: methods().optional(),
+    clientKeys: z.array(text()).min(1, 'must list at least one client key').optional(),
+  }).refine(
+    (when) => Object.keys(when).length > 0,
+    'needs at least one condition (header, pathPrefix, methods, clientKeys)',
+  ),
+});
+export type Rule = z.output<typeof ruleSchema>;
+
+const clientsSchema = obj({
+  key: obj({
+    header: headerName().optional(),
+    ip: z.literal(true, { error: unlessMissing('must be true') }).optional(),
+  })
+    .refine((k) => (k.header === undefined) !== (k.ip === undefined), 'needs exactly one of: header, ip')
+    .prefault({ ip: true }),
+  maxShare: num('> 0 and <= 1', (n) => n > 0 && n <= 1).default(0.5),
+  // A bucket that holds less than one token would never admit anything, hence burst >= 1.
+  rate: obj({
+    perSecond: num('> 0', (n) => n > 0),
+    burst: num('>= 1', (n) => n >= 1).optional(),
+  }).optional(),
+});
+
+// ---------------------------------------------------------------- routes, top level
+
+export const routeSchema = obj({
+  name: name(),
+  match: obj({
+    pathPrefix: pathPrefix(),
+    host: host().optional(),
+    methods: methods().optional(),
+  }),
+  upstream: upstream(),
+  lanes: z.record(z.string(), laneOverrideSchema).optional(),
+  ...withoutDefaults(policyShape),
+});
+export type Route = z.output<typeof routeSchema>;
+
+const listen = (host: string, port: number) =>
+  obj({
+    host: text().default(host),
+    port: int(0, 65535).default(port),
+  }).prefault({});
+
+export const configSchema = obj({
+  mode: oneOf(MODES).default('enforce'),
+  listen: listen('0.0.0.0', 8080),
+  admin: listen('127.0.0.1', 9901),
+  log: obj({
+    level: oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    pretty: bool().default(false),
+  }).prefault({}),
+  lanes: z
+    .array(laneSchema)
+    .min(1, 'needs at least one lane')
+    .prefault(() => [
+      { name: 'interactive', queue: { maxLength: 100, maxWaitMs: 1000 } },
+      { name: 'batch', maxShare: 0.5, minShare: 0.1, queue: { maxLength: 500, maxWaitMs: 5000 } },
+    ]),
+  classify: z.array(ruleSchema).default(() => []),
+  clients: clientsSchema.prefault({}),
+  retryAfter: obj({
+    minSeconds: int(1).default(1),
+    maxSeconds: int(1).default(30),
+    jitter: num('between 0 and 1', (n) => n >= 0 && n <= 1).default(0.2),
+  }).prefault({}),
+  readiness: obj({
+    maxBacklogSeconds: num('> 0', (n) => n > 0).default(10),
+  }).prefault({}),
+  shutdown: obj({
+    readinessGraceMs: int(0).default(5000),
+    drainTimeoutMs: int(1).default(30000),
+  }).prefault({}),
+  defaults: policySchema.prefault({}),
+  routes: z
+    .array(routeSchema, {
+      error: (issue) => (issue.input === undefined ? 'is required (a list of at least one route)' : undefined),
+    })
+    .min(1, 'needs at least one route'),
+});
+export type RawConfig = z.output<typeof configSchema>;
