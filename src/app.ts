@@ -11,8 +11,12 @@ import type { Config } from './config/types.js';
 import { systemClock, type Clock, type Random } from './core/clock.js';
 import { buildAdmin, type AdminState, type RouteState } from './observability/admin.js';
 import { createLogger } from './observability/logger.js';
+import { Metrics, teeEvents } from './observability/metrics.js';
+import { backlogSeconds, backlogVerdict } from './observability/readiness.js';
+import { SampledLog } from './observability/sampled-log.js';
 import { proxyPlugin, type ProxyEvents } from './proxy/proxy.js';
 import { createRuntime, type Runtime, type RuntimeDeps } from './proxy/runtime.js';
+import { sluiceVersion } from './version.js';
 
 export interface AppDeps {
   readonly clock?: Clock;
@@ -26,6 +30,8 @@ export interface Sluice {
   readonly proxy: FastifyInstance;
   readonly admin: FastifyInstance;
   readonly logger: Logger;
+  /** This instance's metrics (its own prom-client Registry); served on the admin listener at /metrics. */
+  readonly metrics: Metrics;
   /** Starts both listeners (addresses from config unless overridden); returns their base URLs. */
   listen(override?: { proxyPort?: number; adminPort?: number }): Promise<{ proxyUrl: string; adminUrl: string }>;
   state(): AdminState;
@@ -51,6 +57,13 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Slui
   const random = deps.random ?? Math.random;
   const logger = deps.logger ?? createLogger(config.log);
   const runtime: Runtime = createRuntime(config, { clock, random, createLimit: deps.createLimit });
+  const refusalLog = new SampledLog(clock, 20);
+  const metrics = new Metrics({
+    version: sluiceVersion(),
+    routes: () => state().routes,
+    suppressedLogLines: () => refusalLog.suppressedTotal,
+  });
+  metrics.bindRoutes(runtime.routes);
 
   const proxy = fastify({
     loggerInstance: logger as FastifyBaseLogger,
@@ -63,7 +76,8 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Slui
     runtime: () => runtime,
     clock,
     random,
-    events: deps.events,
+    events: deps.events ? teeEvents(metrics, deps.events) : metrics,
+    refusalLog,
   });
 
   let draining = false;
@@ -80,7 +94,8 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Slui
         queued: s.queued,
         state: 'normal',
         completionsPerSecond: Math.round(s.completionsPerSecond * 10) / 10,
-        lanes: s.lanes,
+        backlogSeconds: backlogSeconds(s.queued, s.completionsPerSecond),
+        lanes: s.lanes.map((l) => ({ ...l, ...metrics.laneTotals(r.cfg.name, l.name) })),
       };
     });
     return { ready: !draining, draining, routes };
@@ -89,13 +104,15 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Slui
   const admin = buildAdmin({
     logger,
     state,
-    notReadyReason: () => (draining ? 'draining' : null),
+    notReadyReason: () => (draining ? 'draining' : backlogVerdict(state().routes, config.readiness.maxBacklogSeconds)),
+    metrics,
   });
 
   return {
     proxy,
     admin,
     logger,
+    metrics,
     async listen(override = {}) {
       await proxy.listen({ host: config.listen.host, port: override.proxyPort ?? config.listen.port });
       await admin.listen({ host: config.admin.host, port: override.adminPort ?? config.admin.port });

@@ -1,10 +1,31 @@
 /**
- * The admin listener (loopback by default): health, readiness and state.
- * Nothing here passes through admission, so it answers while the proxy port
- * is saturated.
+ * The admin listener (loopback by default): health, readiness, metrics, state
+ * and the live page. Nothing here passes through admission, so it answers
+ * while the proxy port is saturated.
+ *
+ *   GET /healthz       200 while the event loop turns (liveness)
+ *   GET /readyz        200, or 503 with a JSON reason (draining, backlog)
+ *   GET /metrics       Prometheus text exposition
+ *   GET /admin/state   JSON: per route limit, in-flight, queues, state, totals
+ *   GET /              the live page (polls /admin/state)
  */
 import fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
+import { LIVE_PAGE } from './live-page.js';
+import type { NotReady } from './readiness.js';
+
+export interface LaneState {
+  readonly name: string;
+  readonly inflight: number;
+  readonly queued: number;
+  readonly oldestQueuedMs: number;
+  readonly maxSlots: number;
+  readonly minSlots: number;
+  /** Requests admitted in this lane since start. */
+  readonly admitted: number;
+  /** Requests refused in this lane since start. */
+  readonly refused: number;
+}
 
 export interface RouteState {
   readonly name: string;
@@ -15,14 +36,9 @@ export interface RouteState {
   readonly queued: number;
   readonly state: 'normal' | 'overloaded';
   readonly completionsPerSecond: number;
-  readonly lanes: readonly {
-    readonly name: string;
-    readonly inflight: number;
-    readonly queued: number;
-    readonly oldestQueuedMs: number;
-    readonly maxSlots: number;
-    readonly minSlots: number;
-  }[];
+  /** Estimated seconds to drain the queues (queued / completion rate); null when nothing completes while requests wait. */
+  readonly backlogSeconds: number | null;
+  readonly lanes: readonly LaneState[];
 }
 
 export interface AdminState {
@@ -34,18 +50,38 @@ export interface AdminState {
 export interface AdminOptions {
   readonly logger: Logger;
   readonly state: () => AdminState;
-  /** Why the instance is not ready, or null when it is. */
-  readonly notReadyReason: () => string | null;
+  /** Why the instance is not ready (a reason code, or a reason with details), or null when it is. */
+  readonly notReadyReason: () => string | NotReady | null;
+  /** The Prometheus exposition; /metrics answers 404 without it. */
+  readonly metrics?: { readonly contentType: string; render(): Promise<string> };
 }
 
 export function buildAdmin(opts: AdminOptions): FastifyInstance {
   const admin = fastify({ loggerInstance: opts.logger.child({ listener: 'admin' }) as FastifyBaseLogger, logController: new LogController({ disableRequestLogging: true }) });
   admin.get('/healthz', async () => ({ status: 'ok' }));
   admin.get('/readyz', async (_req, reply) => {
-    const reason = opts.notReadyReason();
-    if (reason !== null) return reply.code(503).send({ status: 'not_ready', reason });
-    return { status: 'ready' };
+    const r = opts.notReadyReason();
+    if (r !== null) {
+      const body = typeof r === 'string' ? { reason: r } : r;
+      return reply.code(503).header('cache-control', 'no-store').send({ status: 'not_ready', ...body });
+    }
+    return reply.header('cache-control', 'no-store').send({ status: 'ready' });
   });
-  admin.get('/admin/state', async () => opts.state());
+  const metrics = opts.metrics;
+  if (metrics !== undefined) {
+    admin.get('/metrics', async (_req, reply) => {
+      const text = await metrics.render();
+      return reply.type(metrics.contentType).header('cache-control', 'no-store').send(text);
+    });
+  }
+  admin.get('/admin/state', async (_req, reply) => reply.header('cache-control', 'no-store').send(opts.state()));
+  admin.get('/', async (_req, reply) =>
+    reply
+      .type('text/html; charset=utf-8')
+      .header('cache-control', 'no-store')
+      // Everything is inline; nothing may load from elsewhere.
+      .header('content-security-policy', "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:")
+      .send(LIVE_PAGE),
+  );
   return admin;
 }

@@ -10,6 +10,8 @@ export class SampledLog {
   private windowStart = -Infinity;
   private written = 0;
   private suppressed = 0;
+  /** Lines suppressed since this sampler was made (the sluice_log_suppressed_total counter). */
+  suppressedTotal = 0;
 
   constructor(
     private readonly clock: Clock,
@@ -25,6 +27,7 @@ export class SampledLog {
     }
     if (this.written >= this.perSecond) {
       this.suppressed++;
+      this.suppressedTotal++;
       return -1;
     }
     this.written++;

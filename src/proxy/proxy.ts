@@ -25,14 +25,32 @@ import { classify, isAmbiguousPath, pathOf } from './routes.js';
 import type { RouteRuntime, Runtime } from './runtime.js';
 import { RouteDispatcher, UpstreamSignal } from './upstream.js';
 
-/** What the proxy reports as it works; observability plugs in here. All methods are optional no-ops. */
-export interface ProxyEvents {
+/**
+ * Admission decisions. Every request that matched a route ends in exactly one
+ * of admitted, refused, shadow-refused or abandoned; every admitted request
+ * is later settled exactly once.
+ */
+export interface AdmissionEvents {
+  /** A permit was granted, after `queuedMs` in the queue (0 when at once). */
   onAdmitted?(route: RouteRuntime, lane: number, queuedMs: number): void;
-  onRefused?(route: RouteRuntime, lane: number, r: Refusal): void;
-  onUpstreamResponse?(route: RouteRuntime, status: number, rttMs: number): void;
-  onUpstreamError?(route: RouteRuntime, code: ErrorCode): void;
+  /** Refused; `queuedMs` is set when the request waited in the queue first (queue_timeout, deadline). */
+  onRefused?(route: RouteRuntime, lane: number, r: Refusal, queuedMs?: number): void;
+  /** Shadow mode: `r` would have been the answer; the request is forwarded anyway. */
+  onShadowRefused?(route: RouteRuntime, lane: number, r: Refusal): void;
+  /** The client left while queued: it left the queue and was never forwarded. */
+  onAbandoned?(route: RouteRuntime, lane: number, queuedMs: number): void;
   onSettled?(route: RouteRuntime, lane: number, outcome: Outcome): void;
 }
+
+/** What happened upstream, for admitted requests. */
+export interface UpstreamEvents {
+  /** Response headers arrived `rttMs` after dispatch. */
+  onUpstreamResponse?(route: RouteRuntime, status: number, rttMs: number): void;
+  onUpstreamError?(route: RouteRuntime, code: ErrorCode): void;
+}
+
+/** What the proxy reports as it works; observability plugs in here. All methods are optional no-ops. */
+export interface ProxyEvents extends AdmissionEvents, UpstreamEvents {}
 
 export interface ProxyOptions {
   /** Returns the runtime in force; it may be swapped between requests (reload). */
@@ -42,6 +60,8 @@ export interface ProxyOptions {
   readonly events?: ProxyEvents;
   /** Refusal log lines per second before sampling kicks in. */
   readonly refusalLogPerSecond?: number;
+  /** The refusal log sampler, when the caller wants to read its suppressed count; else one is made. */
+  readonly refusalLog?: SampledLog;
 }
 
 const ABORTED = new Error('client closed the connection');
@@ -50,6 +70,8 @@ const ABORTED = new Error('client closed the connection');
 class RequestCtx extends UpstreamSignal {
   permit: Permit | null = null;
   ticket: Ticket | null = null;
+  /** Clock time the request entered a queue (-1: never queued). */
+  queuedAt = -1;
   dispatchedAt = 0;
   rttMs = -1;
   status = 0;
@@ -103,13 +125,13 @@ function classifyUpstreamError(err: unknown): { code: ErrorCode; outcome: Outcom
 export async function proxyPlugin(app: FastifyInstance, opts: ProxyOptions): Promise<void> {
   const { clock, random } = opts;
   const events = opts.events ?? {};
-  const refusalLog = new SampledLog(clock, opts.refusalLogPerSecond ?? 20);
+  const refusalLog = opts.refusalLog ?? new SampledLog(clock, opts.refusalLogPerSecond ?? 20);
   const dispatcher = new RouteDispatcher();
 
   app.decorateRequest('sluice', null);
 
-  function refuse(request: FastifyRequest, reply: FastifyReply, ctx: RequestCtx, r: Refusal): void {
-    events.onRefused?.(ctx.route, ctx.lane, r);
+  function refuse(request: FastifyRequest, reply: FastifyReply, ctx: RequestCtx, r: Refusal, queuedMs?: number): void {
+    events.onRefused?.(ctx.route, ctx.lane, r, queuedMs);
     const suppressed = refusalLog.admit();
     if (suppressed >= 0) {
       request.log.warn(
@@ -133,6 +155,7 @@ export async function proxyPlugin(app: FastifyInstance, opts: ProxyOptions): Pro
       // The client left while queued: it leaves the queue now and is never forwarded.
       ctx.ticket.cancel();
       ctx.ticket = null;
+      events.onAbandoned?.(ctx.route, ctx.lane, clock.now() - ctx.queuedAt);
       return;
     }
     const permit = ctx.permit;
@@ -182,7 +205,7 @@ export async function proxyPlugin(app: FastifyInstance, opts: ProxyOptions): Pro
     const result = route.limiter.acquire(lane, clientKey, (later) => {
       ctx.ticket = null;
       if (later.kind === 'refused') {
-        refuse(request, reply, ctx, later);
+        refuse(request, reply, ctx, later, clock.now() - ctx.queuedAt);
         return;
       }
       ctx.permit = later;
@@ -198,6 +221,7 @@ export async function proxyPlugin(app: FastifyInstance, opts: ProxyOptions): Pro
         return;
       case 'queued':
         ctx.ticket = result;
+        ctx.queuedAt = clock.now();
         res.once('close', () => onClose(ctx, res));
         return;
       case 'refused':

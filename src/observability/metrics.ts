@@ -1,0 +1,358 @@
+/**
+ * Prometheus metrics (../shared/DESIGN.md §7), one Registry per Sluice
+ * instance so several instances in one process never collide.
+ *
+ * Two kinds of numbers:
+ * - Events (admitted, refused, queue wait, upstream latency, ...) arrive
+ *   through ProxyEvents, which this class implements. Each route is bound
+ *   once (on its first event) to its cells, so a request costs a WeakMap
+ *   lookup and a few field increments: no label hashing on the hot path.
+ *   Cells are keyed by route and lane *name*, so a route that survives a
+ *   config reload (a new RouteRuntime object with the same name) keeps
+ *   counting in the same series.
+ * - State (in-flight, queue depth, limit, overloaded, oldest queued, backlog)
+ *   is read at scrape time from the same route view /admin/state shows, by
+ *   gauges' collect(); nothing is updated per request for them.
+ *
+ * Node's default process metrics (prom-client's collectDefaultMetrics) are
+ * created once per process and the same metric objects are registered on
+ * every instance's registry: they describe the process, and creating them per
+ * instance would leave a GC observer and an event-loop monitor behind for
+ * every instance ever built.
+ */
+import { Gauge, Registry, collectDefaultMetrics, type Metric } from 'prom-client';
+import type { Outcome } from '../core/limiter/limiter.js';
+import { REFUSAL_STATUS, type Refusal, type RefusalReason } from '../core/limiter/refusal.js';
+import type { ProxyEvents } from '../proxy/proxy.js';
+import type { ErrorCode } from '../proxy/responses.js';
+import type { RouteRuntime } from '../proxy/runtime.js';
+import type { RouteState } from './admin.js';
+import { CounterFamily, HistogramFamily, type CounterCell, type HistogramCell } from './families.js';
+
+/** Seconds; from sub-millisecond waits up to the longest sensible maxWaitMs. */
+const QUEUE_WAIT_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+/** Seconds, dispatch to response headers. */
+const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+/** Whole seconds, as sent in Retry-After. */
+const RETRY_AFTER_BUCKETS = [1, 2, 3, 5, 10, 15, 20, 30, 60, 120, 300];
+
+const REASONS = Object.keys(REFUSAL_STATUS) as RefusalReason[];
+const SETTLE_RESULTS: readonly Outcome[] = ['success', 'dropped', 'ignore'];
+
+/** sluice_upstream_errors_total{kind}: the proxy's error codes, without the redundant prefix. */
+const ERROR_KIND: Readonly<Record<ErrorCode, string>> = {
+  upstream_refused: 'refused',
+  upstream_reset: 'reset',
+  upstream_timeout: 'timeout',
+  upstream_connect_timeout: 'connect_timeout',
+  upstream_unreachable: 'unreachable',
+  bad_upstream_response: 'bad_response',
+  no_route: 'other',
+  bad_path: 'other',
+  internal_error: 'other',
+};
+const ERROR_KINDS = [...new Set(Object.values(ERROR_KIND))];
+
+const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const;
+
+export type ReloadResult = 'success' | 'error';
+
+interface BoundLane {
+  readonly admitted: CounterCell;
+  readonly refused: CounterCell;
+  readonly shadowRefused: CounterCell;
+  readonly abandoned: CounterCell;
+  readonly rejections: Readonly<Record<RefusalReason, CounterCell>>;
+  readonly settled: Readonly<Record<Outcome, CounterCell>>;
+  readonly queueWait: HistogramCell;
+}
+
+interface BoundRoute {
+  readonly name: string;
+  readonly lanes: readonly BoundLane[];
+  /** By status class 1..5 (index 0 unused), created on first response of that class. */
+  readonly latency: (HistogramCell | undefined)[];
+  /** By refusal status (429, 503), created on first refusal with it. */
+  readonly retryAfter: Map<number, HistogramCell>;
+  readonly errors: Readonly<Record<string, CounterCell>>;
+}
+
+export interface MetricsOptions {
+  /** sluice_info{version}. */
+  readonly version: string;
+  /** The routes as /admin/state shows them; read at scrape time. */
+  readonly routes: () => readonly RouteState[];
+  /** Refusal log lines suppressed by sampling since start (read at scrape time). */
+  readonly suppressedLogLines?: () => number;
+}
+
+/** Totals per lane for /admin/state (the live page derives rates from them). */
+export interface LaneTotals {
+  readonly admitted: number;
+  readonly refused: number;
+}
+
+let processMetrics: Registry | null = null;
+
+/** prom-client's default process metrics, created once per process. */
+function sharedProcessMetrics(): Registry {
+  if (processMetrics === null) {
+    processMetrics = new Registry();
+    collectDefaultMetrics({ register: processMetrics });
+  }
+  return processMetrics;
+}
+
+export class Metrics implements ProxyEvents {
+  readonly registry = new Registry();
+  private readonly bound = new WeakMap<RouteRuntime, BoundRoute>();
+
+  private readonly requests = new CounterFamily(
+    'sluice_requests_total',
+    'Requests that reached a route, by what admission decided: admitted (forwarded), refused (503/429), shadow_refused (would have been refused; forwarded in shadow mode), abandoned (the client left while queued).',
+    ['route', 'lane', 'outcome'],
+  );
+  private readonly rejections = new CounterFamily(
+    'sluice_rejections_total',
+    'Requests refused by admission, by reason code and HTTP status.',
+    ['route', 'lane', 'reason', 'status'],
+  );
+  private readonly settled = new CounterFamily(
+    'sluice_settled_total',
+    'Admitted requests that finished, by what the limit learned: success (RTT sample), dropped (upstream overload or timeout), ignore (client abort, non-overload error).',
+    ['route', 'lane', 'result'],
+  );
+  private readonly queueWait = new HistogramFamily(
+    'sluice_queue_wait_seconds',
+    'Time a request spent waiting for a slot: 0 for requests admitted at once; includes requests refused after waiting (queue_timeout, deadline) and clients that left while queued. Refusals at the door are not included.',
+    ['route', 'lane'],
+    QUEUE_WAIT_BUCKETS,
+  );
+  private readonly latency = new HistogramFamily(
+    'sluice_upstream_latency_seconds',
+    'Upstream latency from dispatch to response headers, by response status class.',
+    ['route', 'status_class'],
+    LATENCY_BUCKETS,
+  );
+  private readonly retryAfter = new HistogramFamily(
+    'sluice_retry_after_seconds',
+    'Retry-After values sent with refusals.',
+    ['route', 'status'],
+    RETRY_AFTER_BUCKETS,
+  );
+  private readonly upstreamErrors = new CounterFamily(
+    'sluice_upstream_errors_total',
+    'Upstream requests that failed without a response: refused, reset, timeout (headers), connect_timeout, unreachable, bad_response.',
+    ['route', 'kind'],
+  );
+  private readonly reloads = new CounterFamily(
+    'sluice_config_reloads_total',
+    'Config reloads, by result (error: the new file was invalid and the running config was kept).',
+    ['result'],
+  );
+
+  constructor(private readonly opts: MetricsOptions) {
+    const r = this.registry;
+    for (const f of [this.requests, this.rejections, this.settled, this.queueWait, this.latency, this.retryAfter, this.upstreamErrors, this.reloads]) {
+      r.registerMetric(f.asMetric());
+    }
+    this.reloads.cell('success');
+    this.reloads.cell('error');
+
+    const suppressed = opts.suppressedLogLines;
+    if (suppressed !== undefined) {
+      const family = new CounterFamily(
+        'sluice_log_suppressed_total',
+        'Refusal log lines not written because of log sampling (each written line also carries the count it follows).',
+        [],
+      );
+      const cell = family.cell();
+      family.collect = () => void (cell.value = suppressed());
+      r.registerMetric(family.asMetric());
+    }
+
+    new Gauge({
+      name: 'sluice_info',
+      help: 'Build information: always 1, labelled with the Sluice version.',
+      labelNames: ['version'],
+      registers: [r],
+    }).set({ version: opts.version }, 1);
+
+    const routes = opts.routes;
+    const perRoute = (name: string, help: string, value: (s: RouteState) => number) =>
+      new Gauge({
+        name,
+        help,
+        labelNames: ['route'],
+        registers: [r],
+        collect() {
+          this.reset();
+          for (const s of routes()) this.set({ route: s.name }, value(s));
+        },
+      });
+    const perLane = (name: string, help: string, value: (l: RouteState['lanes'][number]) => number) =>
+      new Gauge({
+        name,
+        help,
+        labelNames: ['route', 'lane'],
+        registers: [r],
+        collect() {
+          this.reset();
+          for (const s of routes()) for (const l of s.lanes) this.set({ route: s.name, lane: l.name }, value(l));
+        },
+      });
+    perRoute('sluice_concurrency_limit', "The route's current concurrency limit.", (s) => s.limit);
+    perRoute('sluice_route_overloaded', "1 while the route's shed state is overloaded, else 0.", (s) => (s.state === 'overloaded' ? 1 : 0));
+    perRoute(
+      'sluice_backlog_seconds',
+      'Estimated time to drain the route\'s queues at its recent completion rate (+Inf when requests wait and nothing completes); /readyz fails above readiness.maxBacklogSeconds.',
+      (s) => (s.backlogSeconds === null ? Infinity : s.backlogSeconds),
+    );
+    perLane('sluice_inflight', 'Requests admitted and not yet finished.', (l) => l.inflight);
+    perLane('sluice_queue_depth', 'Requests waiting for a slot.', (l) => l.queued);
+    perLane('sluice_oldest_queued_seconds', 'Age of the oldest request waiting in the lane (0 when empty).', (l) => l.oldestQueuedMs / 1000);
+
+    // getMetricsAsArray() returns the metric instances themselves (typed loosely by prom-client).
+    for (const m of sharedProcessMetrics().getMetricsAsArray()) r.registerMetric(m as unknown as Metric);
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  /** The Prometheus text exposition of everything registered. */
+  render(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  /** Counts a config reload (used by the reload path). */
+  configReloaded(result: ReloadResult): void {
+    this.reloads.cell(result).value++;
+  }
+
+  /** Admitted and refused totals of one lane since start (0 before its first request). */
+  laneTotals(route: string, lane: string): LaneTotals {
+    return {
+      admitted: this.requests.peek(route, lane, 'admitted')?.value ?? 0,
+      refused: this.requests.peek(route, lane, 'refused')?.value ?? 0,
+    };
+  }
+
+  // ------------------------------------------------------------ ProxyEvents (hot path)
+
+  onAdmitted(route: RouteRuntime, lane: number, queuedMs: number): void {
+    const l = this.lane(route, lane);
+    l.admitted.value++;
+    l.queueWait.observe(queuedMs / 1000);
+  }
+
+  onRefused(route: RouteRuntime, lane: number, r: Refusal, queuedMs?: number): void {
+    const b = this.route(route);
+    const l = b.lanes[lane] as BoundLane;
+    l.refused.value++;
+    l.rejections[r.reason].value++;
+    if (queuedMs !== undefined) l.queueWait.observe(queuedMs / 1000);
+    let ra = b.retryAfter.get(r.status);
+    if (ra === undefined) {
+      ra = this.retryAfter.cell(b.name, String(r.status));
+      b.retryAfter.set(r.status, ra);
+    }
+    ra.observe(r.retryAfterSeconds);
+  }
+
+  onShadowRefused(route: RouteRuntime, lane: number, _r: Refusal): void {
+    this.lane(route, lane).shadowRefused.value++;
+  }
+
+  onAbandoned(route: RouteRuntime, lane: number, queuedMs: number): void {
+    const l = this.lane(route, lane);
+    l.abandoned.value++;
+    l.queueWait.observe(queuedMs / 1000);
+  }
+
+  onSettled(route: RouteRuntime, lane: number, outcome: Outcome): void {
+    this.lane(route, lane).settled[outcome].value++;
+  }
+
+  onUpstreamResponse(route: RouteRuntime, status: number, rttMs: number): void {
+    const b = this.route(route);
+    const cls = Math.min(5, Math.max(1, Math.floor(status / 100)));
+    let h = b.latency[cls];
+    if (h === undefined) {
+      h = this.latency.cell(b.name, STATUS_CLASSES[cls - 1] as string);
+      b.latency[cls] = h;
+    }
+    h.observe(rttMs / 1000);
+  }
+
+  onUpstreamError(route: RouteRuntime, code: ErrorCode): void {
+    (this.route(route).errors[ERROR_KIND[code]] as CounterCell).value++;
+  }
+
+  // ------------------------------------------------------------ binding
+
+  private lane(route: RouteRuntime, lane: number): BoundLane {
+    return this.route(route).lanes[lane] as BoundLane;
+  }
+
+  private route(route: RouteRuntime): BoundRoute {
+    return this.bound.get(route) ?? this.bind(route);
+  }
+
+  /** Resolves a route's cells once (per RouteRuntime object); every label set exists from then on, at 0. */
+  private bind(route: RouteRuntime): BoundRoute {
+    const name = route.cfg.name;
+    const lanes = route.laneNames.map((lane): BoundLane => {
+      const rejections = {} as Record<RefusalReason, CounterCell>;
+      for (const reason of REASONS) rejections[reason] = this.rejections.cell(name, lane, reason, String(REFUSAL_STATUS[reason]));
+      const settled = {} as Record<Outcome, CounterCell>;
+      for (const result of SETTLE_RESULTS) settled[result] = this.settled.cell(name, lane, result);
+      return {
+        admitted: this.requests.cell(name, lane, 'admitted'),
+        refused: this.requests.cell(name, lane, 'refused'),
+        shadowRefused: this.requests.cell(name, lane, 'shadow_refused'),
+        abandoned: this.requests.cell(name, lane, 'abandoned'),
+        rejections,
+        settled,
+        queueWait: this.queueWait.cell(name, lane),
+      };
+    });
+    const errors: Record<string, CounterCell> = {};
+    for (const kind of ERROR_KINDS) errors[kind] = this.upstreamErrors.cell(name, kind);
+    const b: BoundRoute = { name, lanes, latency: [], retryAfter: new Map(), errors };
+    this.bound.set(route, b);
+    return b;
+  }
+
+  /** Binds every route of a runtime now, so its series appear (at 0) before its first request. */
+  bindRoutes(routes: readonly RouteRuntime[]): void {
+    for (const r of routes) this.route(r);
+  }
+}
+
+/** Every ProxyEvents method; a Record so that a new event is a compile error here until it is listed. */
+const EVENT_NAMES: Readonly<Record<keyof ProxyEvents, true>> = {
+  onAdmitted: true,
+  onRefused: true,
+  onShadowRefused: true,
+  onAbandoned: true,
+  onSettled: true,
+  onUpstreamResponse: true,
+  onUpstreamError: true,
+};
+
+/** Both receivers get every event, `a` first. Built once; each call costs one extra call per receiver. */
+export function teeEvents(a: ProxyEvents, b: ProxyEvents): ProxyEvents {
+  const out: ProxyEvents = {};
+  for (const key of Object.keys(EVENT_NAMES) as (keyof ProxyEvents)[]) {
+    const fa = a[key]?.bind(a) as ((...args: unknown[]) => void) | undefined;
+    const fb = b[key]?.bind(b) as ((...args: unknown[]) => void) | undefined;
+    if (fa && fb) {
+      (out as Record<string, unknown>)[key] = (...args: unknown[]) => {
+        fa(...args);
+        fb(...args);
+      };
+    } else if (fa || fb) (out as Record<string, unknown>)[key] = fa ?? fb;
+  }
+  return out;
+}
