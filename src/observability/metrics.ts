@@ -92,13 +92,22 @@ export interface LaneTotals {
   readonly refused: number;
 }
 
-let processMetrics: Registry | null = null;
+let processMetrics: readonly Metric[] | null = null;
 
-/** prom-client's default process metrics, created once per process. */
-function sharedProcessMetrics(): Registry {
+/**
+ * prom-client's default process metrics, created once per process. Left out:
+ * nodejs_active_{handles,requests,resources}_total, gauges whose `_total`
+ * suffix Prometheus reserves for counters (`promtool check metrics` rejects
+ * them); the same numbers are the sum over `type` of their unsuffixed
+ * per-type gauges, which stay.
+ */
+function sharedProcessMetrics(): readonly Metric[] {
   if (processMetrics === null) {
-    processMetrics = new Registry();
-    collectDefaultMetrics({ register: processMetrics });
+    const registry = new Registry();
+    collectDefaultMetrics({ register: registry });
+    // getMetricsAsArray() returns the metric instances themselves (typed loosely by prom-client).
+    const all = registry.getMetricsAsArray() as unknown as (Metric & { name: string; type: string })[];
+    processMetrics = all.filter((m) => !(m.name.endsWith('_total') && m.type !== 'counter'));
   }
   return processMetrics;
 }
@@ -212,8 +221,7 @@ export class Metrics implements ProxyEvents {
     perLane('sluice_queue_depth', 'Requests waiting for a slot.', (l) => l.queued);
     perLane('sluice_oldest_queued_seconds', 'Age of the oldest request waiting in the lane (0 when empty).', (l) => l.oldestQueuedMs / 1000);
 
-    // getMetricsAsArray() returns the metric instances themselves (typed loosely by prom-client).
-    for (const m of sharedProcessMetrics().getMetricsAsArray()) r.registerMetric(m as unknown as Metric);
+    for (const m of sharedProcessMetrics()) r.registerMetric(m);
   }
 
   get contentType(): string {
