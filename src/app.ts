@@ -90,6 +90,8 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Slui
         upstream: r.cfg.upstream,
         algorithm: r.cfg.limit.algorithm,
         limit: s.limit,
+        limitMin: r.cfg.limit.min,
+        limitMax: r.cfg.limit.max,
         inflight: s.inflight,
         queued: s.queued,
         state: 'normal',

@@ -32,6 +32,9 @@ export interface RouteState {
   readonly upstream: string;
   readonly algorithm: string;
   readonly limit: number;
+  /** The configured bounds of the limit (limit.min, limit.max). */
+  readonly limitMin: number;
+  readonly limitMax: number;
   readonly inflight: number;
   readonly queued: number;
   readonly state: 'normal' | 'overloaded';

@@ -211,6 +211,18 @@ export class Metrics implements ProxyEvents {
         },
       });
     perRoute('sluice_concurrency_limit', "The route's current concurrency limit.", (s) => s.limit);
+    perRoute('sluice_concurrency_limit_min', "The route's configured limit.min.", (s) => s.limitMin);
+    perRoute('sluice_concurrency_limit_max', "The route's configured limit.max.", (s) => s.limitMax);
+    new Gauge({
+      name: 'sluice_route_info',
+      help: 'Always 1 per configured route, labelled with its limit algorithm (for joins, e.g. adaptive routes only).',
+      labelNames: ['route', 'algorithm'],
+      registers: [r],
+      collect() {
+        this.reset();
+        for (const s of routes()) this.set({ route: s.name, algorithm: s.algorithm }, 1);
+      },
+    });
     perRoute('sluice_route_overloaded', "1 while the route's shed state is overloaded, else 0.", (s) => (s.state === 'overloaded' ? 1 : 0));
     perRoute(
       'sluice_backlog_seconds',

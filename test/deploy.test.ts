@@ -1,0 +1,148 @@
+/**
+ * deploy/: the Prometheus alert rules and the Grafana dashboard are checked
+ * with promtool and against the metrics a running Sluice actually exposes,
+ * so a renamed metric cannot leave a dashboard panel or an alert silently empty.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { parse as parseYaml } from 'yaml';
+import { promtool, scrape } from './helpers/prom.js';
+import { send, startSluice } from './helpers/sluice.js';
+import { startUpstream, type TestUpstream } from './helpers/upstream.js';
+
+const root = fileURLToPath(new URL('../../', import.meta.url));
+const alertsFile = join(root, 'deploy/prometheus/alerts.yaml');
+const dashboardFile = join(root, 'deploy/grafana/sluice-dashboard.json');
+
+interface Target {
+  expr: string;
+  legendFormat?: string;
+}
+interface Panel {
+  type: string;
+  title: string;
+  repeat?: string;
+  targets?: Target[];
+}
+const dashboard = JSON.parse(readFileSync(dashboardFile, 'utf8')) as { uid: string; panels: Panel[]; templating: { list: { name: string }[] } };
+const alerts = parseYaml(readFileSync(alertsFile, 'utf8')) as { groups: { rules: { alert: string; expr: string; for: string }[] }[] };
+const dashboardExprs = dashboard.panels.flatMap((p) => (p.targets ?? []).map((t) => t.expr));
+const alertExprs = alerts.groups.flatMap((g) => g.rules.map((r) => r.expr));
+
+/**
+ * The metric names a PromQL expression reads: what is left once strings,
+ * label matchers, ranges and grouping clauses are removed, minus function
+ * calls (an identifier before "(") and keywords.
+ */
+function metricNames(expr: string): string[] {
+  const bare = expr
+    .replace(/"(?:[^"\\]|\\.)*"/g, '""')
+    .replace(/\{[^}]*\}/g, ' ')
+    .replace(/\[[^\]]*\]/g, ' ')
+    .replace(/\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)/g, ' ');
+  const keywords = new Set(['and', 'or', 'unless', 'bool', 'offset', 'by', 'without', 'on', 'ignoring', 'group_left', 'group_right', 'Inf', 'NaN']);
+  const names = new Set<string>();
+  for (const m of bare.matchAll(/(?<![\w.])([a-zA-Z_:][a-zA-Z0-9_:]*)(?!\s*\()(?![\w])/g)) {
+    if (!keywords.has(m[1] as string)) names.add(m[1] as string);
+  }
+  return [...names];
+}
+
+test('metricNames finds every metric an expression reads, and nothing else', () => {
+  assert.deepEqual(
+    metricNames('(a_total <= on (job, route) b_min) and on (route) c_info{algorithm!="fixed"} and sum by (route) (rate(d_total{x="y"}[5m])) > 0.5'),
+    ['a_total', 'b_min', 'c_info', 'd_total'],
+  );
+  assert.deepEqual(metricNames('histogram_quantile(0.99, sum by (le) (rate(h_bucket[1m]))) or vector(0)'), ['h_bucket']);
+});
+
+let up: TestUpstream;
+before(async () => {
+  up = await startUpstream();
+});
+after(async () => {
+  await up.close();
+});
+
+test('alerts.yaml passes promtool check rules', async () => {
+  const r = await promtool(['check', 'rules', alertsFile]);
+  assert.equal(r.code, 0, r.output);
+  assert.match(r.output, /SUCCESS: 6 rules found/);
+});
+
+test('alerts fire and stay quiet as their promtool unit tests say (alerts.test.yaml)', async () => {
+  const r = await promtool(['test', 'rules', join(root, 'deploy/prometheus/alerts.test.yaml')]);
+  assert.equal(r.code, 0, r.output);
+});
+
+test('the alerts cover sustained shedding, interactive refusals, backlog age and a limit pinned at min', () => {
+  const names = alerts.groups.flatMap((g) => g.rules.map((r) => r.alert));
+  for (const a of ['SluiceSustainedShedding', 'SluiceInteractiveRefusals', 'SluiceBacklogAge', 'SluiceLimitPinnedAtMin']) {
+    assert.ok(names.includes(a), `missing alert ${a}`);
+  }
+});
+
+test('every dashboard query is valid PromQL (checked by promtool as recording rules)', async () => {
+  assert.ok(dashboardExprs.length >= 15);
+  const groups = [
+    {
+      name: 'dashboard',
+      rules: dashboardExprs.map((expr, i) => ({
+        record: `dashboard:expr_${i}`,
+        // Grafana's variables, as Grafana would fill them in.
+        expr: expr.replaceAll('$__rate_interval', '1m').replaceAll('$instance', '.*').replaceAll('$route', 'main'),
+      })),
+    },
+  ];
+  const file = join(mkdtempSync(join(tmpdir(), 'sluice-dash-')), 'dashboard-rules.json');
+  writeFileSync(file, JSON.stringify({ groups }));
+  const r = await promtool(['check', 'rules', file]);
+  assert.equal(r.code, 0, r.output);
+});
+
+test('the dashboard repeats per route and shows offered/admitted/refused, limit vs in-flight, queues, waits, latency, state', () => {
+  assert.ok(dashboard.templating.list.some((v) => v.name === 'route'));
+  assert.ok(dashboard.panels.some((p) => p.type === 'row' && p.repeat === 'route'));
+  const used = new Set(dashboardExprs.flatMap(metricNames));
+  for (const m of [
+    'sluice_requests_total',
+    'sluice_rejections_total',
+    'sluice_concurrency_limit',
+    'sluice_inflight',
+    'sluice_queue_depth',
+    'sluice_oldest_queued_seconds',
+    'sluice_queue_wait_seconds_bucket',
+    'sluice_upstream_latency_seconds_bucket',
+    'sluice_route_overloaded',
+  ]) {
+    assert.ok(used.has(m), `no dashboard panel reads ${m}`);
+  }
+});
+
+test('every metric the dashboard and the alerts read is one a running Sluice exposes', async () => {
+  const s = await startSluice(`
+log: { level: warn }
+routes:
+  - name: main
+    match: { pathPrefix: / }
+    upstream: ${up.url}
+`);
+  try {
+    await send(`${s.url}/x`);
+    const m = await scrape(s.adminUrl);
+    const exposed = new Set(m.samples.map((x) => x.name));
+    for (const [name, type] of m.types) {
+      if (type === 'histogram') for (const suffix of ['_bucket', '_sum', '_count']) exposed.add(name + suffix);
+    }
+    const read = new Set([...dashboardExprs, ...alertExprs].flatMap(metricNames));
+    for (const n of ['sluice_concurrency_limit_min', 'sluice_route_info', 'sluice_backlog_seconds', 'process_cpu_seconds_total']) assert.ok(read.has(n), n);
+    const missing = [...read].filter((n) => !exposed.has(n));
+    assert.deepEqual(missing, []);
+  } finally {
+    await s.close();
+  }
+});
