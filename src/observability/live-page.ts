@@ -168,7 +168,8 @@ export const LIVE_PAGE = String.raw`<!doctype html>
     for (var k = 0; k <= 4; k++) {
       var y = bottom - (bottom - top) * k / 4;
       g.beginPath(); g.moveTo(left, y); g.lineTo(right, y); g.stroke();
-      g.fillText(fmt(max * k / 4), 2, y + 3);
+      var tick = max * k / 4;
+      g.fillText(String(tick < 10 ? Math.round(tick * 100) / 100 : Math.round(tick)), 2, y + 3);
     }
     g.fillText('-' + WINDOW_S + 's', left, h - 2);
     g.fillText('now', right - 18, h - 2);
