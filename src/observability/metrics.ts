@@ -187,7 +187,7 @@ export class Metrics implements ProxyEvents {
       registers: [r],
     }).set({ version: opts.version }, 1);
 
-    const routes = opts.routes;
+    const routes = () => this.scrapeRoutes();
     const perRoute = (name: string, help: string, value: (s: RouteState) => number) =>
       new Gauge({
         name,
@@ -234,6 +234,21 @@ export class Metrics implements ProxyEvents {
     perLane('sluice_oldest_queued_seconds', 'Age of the oldest request waiting in the lane (0 when empty).', (l) => l.oldestQueuedMs / 1000);
 
     for (const m of sharedProcessMetrics()) r.registerMetric(m);
+  }
+
+  private routesCache: readonly RouteState[] | null = null;
+
+  /**
+   * The route view for this scrape. The registry collects every gauge in one
+   * synchronous pass, so caching until the next microtask makes all gauges of
+   * a scrape read one consistent snapshot (and take it once).
+   */
+  private scrapeRoutes(): readonly RouteState[] {
+    if (this.routesCache === null) {
+      this.routesCache = this.opts.routes();
+      queueMicrotask(() => (this.routesCache = null));
+    }
+    return this.routesCache;
   }
 
   get contentType(): string {
