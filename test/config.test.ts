@@ -40,14 +40,14 @@ const route = (config: Config, name: string) => {
 // ---------------------------------------------------------------- defaults and the example
 
 const DEFAULT_LIMIT = {
-  algorithm: 'fixed',
+  algorithm: 'gradient',
   initial: 32,
   min: 1,
   max: 1000,
-  window: { minSamples: 10, windowMs: 1000, percentile: 0.5 },
+  window: { minSamples: 10, windowMs: 100, percentile: 0.5 },
   overloadStatuses: [429, 503, 504],
   aimd: { backoff: 0.9, increase: 1 },
-  gradient: { tolerance: 1.5, longWindow: 600, smoothing: 0.2, queueAllowance: 'sqrt' },
+  gradient: { tolerance: 1, longWindow: 600, smoothing: 0.2, queueAllowance: 'sqrt' },
   vegas: { alpha: 3, beta: 6 },
   hysteresis: { increaseAfterWindows: 2, deadBand: 0.05 },
 };

@@ -116,13 +116,13 @@ export const policyShape = {
   // No default here: a route without a mode inherits the top-level `mode`.
   mode: oneOf(MODES).optional(),
   limit: obj({
-    algorithm: oneOf(['fixed', 'aimd', 'gradient', 'vegas']).default('fixed'),
+    algorithm: oneOf(['fixed', 'aimd', 'gradient', 'vegas']).default('gradient'),
     initial: int(1).default(32),
     min: int(1).default(1),
     max: int(1).default(1000),
     window: obj({
       minSamples: int(1).default(10),
-      windowMs: int(1).default(1000),
+      windowMs: int(1).default(100),
       percentile: num('> 0 and < 1', (n) => n > 0 && n < 1).default(0.5),
     }).prefault({}),
     overloadStatuses: z.array(int(100, 599)).default(() => [429, 503, 504]),
@@ -131,7 +131,7 @@ export const policyShape = {
       increase: num('> 0', (n) => n > 0).default(1),
     }).prefault({}),
     gradient: obj({
-      tolerance: num('>= 1', (n) => n >= 1).default(1.5),
+      tolerance: num('>= 1', (n) => n >= 1).default(1),
       longWindow: int(1).default(600),
       smoothing: num('> 0 and <= 1', (n) => n > 0 && n <= 1).default(0.2),
       queueAllowance: z

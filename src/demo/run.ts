@@ -19,7 +19,7 @@ const DURATION_S = Number(process.env.DEMO_DURATION_S ?? 20);
 const CAPACITY = (WORKERS * 1000) / SERVICE_MS;
 const LOAD_FACTOR = Number(process.env.DEMO_LOAD ?? 3);
 
-export function demoPolicy(upstream: string, algorithm = process.env.DEMO_ALGORITHM ?? 'fixed'): string {
+export function demoPolicy(upstream: string, algorithm = process.env.DEMO_ALGORITHM ?? 'gradient'): string {
   return `
 listen: { host: 127.0.0.1, port: 0 }
 admin: { host: 127.0.0.1, port: 0 }

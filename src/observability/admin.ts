@@ -37,7 +37,12 @@ export interface RouteState {
   readonly limitMax: number;
   readonly inflight: number;
   readonly queued: number;
+  /** The shed state: while `overloaded`, lanes after the first are refused at the door. */
   readonly state: 'normal' | 'overloaded';
+  /** The shed signal: p90 queue wait of the last closed window (ms). */
+  readonly queueWaitP90Ms: number;
+  /** The limit's RTT estimates (ms): the last window's and the no-queueing baseline; null when not measured. */
+  readonly rtt: { readonly recentMs: number | null; readonly baselineMs: number | null };
   readonly completionsPerSecond: number;
   /** Estimated seconds to drain the queues (queued / completion rate); null when nothing completes while requests wait. */
   readonly backlogSeconds: number | null;

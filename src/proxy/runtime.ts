@@ -6,7 +6,8 @@
 import type { Pool } from 'undici';
 import type { Config, RouteConfig } from '../config/types.js';
 import type { Clock, Random } from '../core/clock.js';
-import { FixedLimit, type Limit } from '../core/limit/limit.js';
+import { createLimit } from '../core/limit/create.js';
+import type { Limit } from '../core/limit/limit.js';
 import { ClientRate } from '../core/limiter/client-rate.js';
 import { Limiter } from '../core/limiter/limiter.js';
 import { createPool } from './upstream.js';
@@ -31,12 +32,12 @@ export interface Runtime {
 export interface RuntimeDeps {
   readonly clock: Clock;
   readonly random: Random;
-  /** Builds a route's limit algorithm; the adaptive algorithms plug in here. */
+  /** Builds a route's limit; default: the algorithm its `limit` config names (core/limit/create.ts). */
   readonly createLimit?: (route: RouteConfig) => Limit;
 }
 
 export function createRouteRuntime(cfg: RouteConfig, config: Config, deps: RuntimeDeps): RouteRuntime {
-  const limit = deps.createLimit ? deps.createLimit(cfg) : new FixedLimit(cfg.limit.initial);
+  const limit = deps.createLimit ? deps.createLimit(cfg) : createLimit(cfg.limit);
   return {
     cfg,
     limiter: new Limiter({
@@ -46,6 +47,8 @@ export function createRouteRuntime(cfg: RouteConfig, config: Config, deps: Runti
       retryAfter: config.retryAfter,
       clock: deps.clock,
       random: deps.random,
+      // The shed signal is measured over the limit's window length.
+      overload: { ...cfg.overload, windowMs: cfg.limit.window.windowMs },
     }),
     pool: createPool(cfg),
     overloadStatuses: new Set(cfg.limit.overloadStatuses),

@@ -2,6 +2,11 @@
  * A Limit computes one number, the route's concurrency limit, from samples.
  * It never reads a clock or sets a timer: time arrives inside the samples.
  * The Limiter (../limiter) counts permits against `current`.
+ *
+ * Implementations: FixedLimit (below) and AdaptiveLimit (./adaptive.ts),
+ * which windows the samples and runs one of the algorithms in ./aimd.ts,
+ * ./gradient.ts, ./vegas.ts behind the hysteresis of ./hysteresis.ts.
+ * `createLimit` (./create.ts) builds the one a route's config asks for.
  */
 
 /** One finished upstream exchange, as seen by the limiter. */
@@ -16,10 +21,20 @@ export interface Sample {
   readonly dropped: boolean;
 }
 
+/** What a limit currently believes about upstream latency, in ms; null until measured. */
+export interface RttEstimates {
+  /** The last window's RTT (its configured percentile). */
+  readonly recentMs: number | null;
+  /** The no-queueing RTT the algorithm compares it with (gradient's long RTT, vegas' rttNoLoad). */
+  readonly baselineMs: number | null;
+}
+
 export interface Limit {
   /** The current limit: an integer >= 1. */
   readonly current: number;
   onSample(sample: Sample): void;
+  /** For observability; absent when the limit does not look at latency. */
+  readonly rtt?: RttEstimates;
 }
 
 /** A limit that never changes. */

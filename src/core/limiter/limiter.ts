@@ -27,12 +27,25 @@
  * max(1, ceil(clients.maxShare * limit)) is refused with 429 client_share,
  * but only while some other client also holds or waits for slots: a lone
  * client is queued or shed with 503, never told 429 for its share.
+ *
+ * Shed state (./shed-state.ts, when `overload` is given): every queue wait
+ * that ends (0 ms for an immediate start) feeds the route's state. While it
+ * is `overloaded`, new requests of every lane but the first are refused at
+ * the door with 503 shed_batch (Retry-After never below the cooldown still to
+ * run), already queued ones keep their place, and the first lane is served
+ * newest first once a standing queue has formed (./standing-queue.ts).
+ *
+ * The limit learns from every settled permit except `ignore`; a change of
+ * `limit.current` is applied at once: growth starts queued work, a shrink
+ * lets in-flight work finish and starts nothing until under the new limit.
  */
 import type { LaneConfig, RetryAfterConfig } from '../../config/types.js';
 import type { Clock, Random, Timer } from '../clock.js';
-import type { Limit, Sample } from '../limit/limit.js';
+import type { Limit, RttEstimates, Sample } from '../limit/limit.js';
 import { RateMeter, retryAfterSeconds } from '../retry-after.js';
 import { refusal, type Refusal, type RefusalReason } from './refusal.js';
+import { ShedControl, type ShedConfig } from './shed-state.js';
+import { StandingQueue } from './standing-queue.js';
 import { WaitQueue, type QueueNode } from './wait-queue.js';
 
 export type Outcome = 'success' | 'dropped' | 'ignore';
@@ -67,6 +80,8 @@ export interface LimiterOptions {
   readonly retryAfter: RetryAfterConfig;
   readonly clock: Clock;
   readonly random: Random;
+  /** The route's shed state; without it the route is never overloaded. */
+  readonly overload?: ShedConfig;
 }
 
 export interface LaneSnapshot {
@@ -80,6 +95,12 @@ export interface LaneSnapshot {
 
 export interface LimiterSnapshot {
   readonly limit: number;
+  /** The route's shed state. */
+  readonly state: 'normal' | 'overloaded';
+  /** The p90 queue wait of the last closed signal window (ms). */
+  readonly queueWaitP90Ms: number;
+  /** The limit's RTT estimates (null when it does not measure them). */
+  readonly rtt: RttEstimates;
   readonly inflight: number;
   readonly queued: number;
   readonly clients: number;
@@ -144,11 +165,15 @@ export class Limiter {
   private clientSlots = 1;
   private inDrain = false;
   private drainAgain = false;
+  private readonly shed: ShedControl | null;
+  /** Adaptive LIFO applies to the first lane only. */
+  private readonly firstLaneStanding = new StandingQueue();
 
   constructor(opts: LimiterOptions) {
     this.opts = opts;
     this.clock = opts.clock;
     this.completions = new RateMeter(opts.clock.now());
+    this.shed = opts.overload ? new ShedControl(opts.overload, opts.clock.now()) : null;
     this.lanes = opts.lanes.map((cfg) => ({ cfg, queue: new WaitQueue<Entry>(), inflight: 0, maxSlots: 1, minSlots: 0 }));
     this.limitValue = opts.limit.current;
     this.applyLimit();
@@ -168,7 +193,10 @@ export class Limiter {
     const l = this.lanes[lane];
     if (l === undefined) throw new RangeError(`unknown lane index ${lane}`);
     const now = this.clock.now();
+    const shed = this.shed;
+    if (lane > 0 && shed !== null && shed.overloaded(now)) return this.refuseShed(l, now);
     if (l.queue.length === 0 && this.canStart(l)) {
+      shed?.record(0, now);
       this.hold(clientKey);
       return this.start(lane, l, clientKey, now, 0);
     }
@@ -178,6 +206,7 @@ export class Limiter {
     if (waitUntil <= now) return this.refuse('deadline', l);
 
     const entry = new Entry(this, lane, clientKey, now, waiter);
+    if (lane === 0 && l.queue.length === 0) this.firstLaneStanding.formed(now);
     l.queue.push(entry);
     this.queued++;
     this.hold(clientKey);
@@ -189,8 +218,12 @@ export class Limiter {
   /** A public, read-only view for /admin/state, metrics and tests. */
   snapshot(): LimiterSnapshot {
     const now = this.clock.now();
+    const rtt = this.opts.limit.rtt;
     return {
       limit: this.limitValue,
+      state: this.shed?.state(now).kind ?? 'normal',
+      queueWaitP90Ms: this.shed?.signalMs(now) ?? 0,
+      rtt: { recentMs: rtt?.recentMs ?? null, baselineMs: rtt?.baselineMs ?? null },
       inflight: this.inflight,
       queued: this.queued,
       clients: this.clients.size,
@@ -236,6 +269,8 @@ export class Limiter {
   /** @internal called by Entry.cancel: the client left while queued. */
   cancel(e: Entry): void {
     if (!e.linked) return;
+    const now = this.clock.now();
+    this.shed?.record(now - e.enqueuedAt, now);
     this.dequeue(e);
     this.unhold(e.clientKey);
     this.drain();
@@ -244,6 +279,8 @@ export class Limiter {
   private expire(e: Entry, reason: RefusalReason): void {
     if (!e.linked) return;
     const l = this.lanes[e.lane] as Lane;
+    const now = this.clock.now();
+    this.shed?.record(now - e.enqueuedAt, now);
     this.dequeue(e);
     this.unhold(e.clientKey);
     e.waiter(this.refuse(reason, l));
@@ -278,9 +315,10 @@ export class Limiter {
         this.drainAgain = false;
         for (let i = this.pickLane(); i >= 0; i = this.pickLane()) {
           const l = this.lanes[i] as Lane;
-          const e = l.queue.oldest() as Entry;
-          this.dequeue(e);
           const now = this.clock.now();
+          const e = (i === 0 && this.lifo(l, now) ? l.queue.newest() : l.queue.oldest()) as Entry;
+          this.dequeue(e);
+          this.shed?.record(now - e.enqueuedAt, now);
           // The client's hold moves from the queue to the permit: no unhold/hold.
           e.waiter(this.start(i, l, e.clientKey, now, now - e.enqueuedAt));
         }
@@ -290,7 +328,14 @@ export class Limiter {
     }
   }
 
-  /** The lane whose oldest waiter starts next, or -1 when nothing can start. */
+  /** Serve the first lane newest first? Only while overloaded and a standing queue has formed. */
+  private lifo(l: Lane, now: number): boolean {
+    const oldest = l.queue.oldest() as Entry;
+    const standing = this.firstLaneStanding.standing(now - oldest.enqueuedAt, now);
+    return standing && this.shed !== null && this.shed.overloaded(now);
+  }
+
+  /** The lane whose next waiter starts next, or -1 when nothing can start. */
   private pickLane(): number {
     if (this.queued === 0 || this.inflight >= this.limitValue) return -1;
     let fallback = -1;
@@ -327,6 +372,18 @@ export class Limiter {
     const n = (this.clients.get(clientKey) ?? 0) - 1;
     if (n > 0) this.clients.set(clientKey, n);
     else this.clients.delete(clientKey);
+  }
+
+  /**
+   * shed_batch: come back no sooner than the route can be normal again. The
+   * usual estimate (clamped, jittered) applies above that floor, so refused
+   * batch clients spread out after the cooldown instead of returning together.
+   */
+  private refuseShed(l: Lane, now: number): Refusal {
+    const leftSeconds = (this.shed as ShedControl).cooldownLeftMs(now) / 1000;
+    const estimate = Math.max(leftSeconds, this.estimateWaitSeconds(l));
+    const seconds = retryAfterSeconds(estimate, this.opts.retryAfter, this.opts.random);
+    return refusal('shed_batch', Math.max(seconds, Math.ceil(leftSeconds)));
   }
 
   private refuse(reason: RefusalReason, l: Lane): Refusal {

@@ -1,0 +1,51 @@
+/**
+ * Gradient, after Netflix's Gradient2 and Envoy's gradient controller: the
+ * limit moves with the ratio of the baseline RTT to the current RTT.
+ *
+ *   gradient = clamp(tolerance · baselineRtt / windowRtt, 0.5, 1)
+ *              (0.5 when the window had a drop)
+ *   target   = L · gradient + queueAllowance           [√L, or a fixed number]
+ *              (no allowance when the window had a drop)
+ *   L        ← (1 − smoothing) · L + smoothing · target  [smoothing 0.2]
+ *
+ * Why it settles: while the upstream is not queueing, windowRtt ≈ baseline,
+ * gradient = 1 and L grows by smoothing · allowance per window. Beyond the
+ * upstream's concurrency C, latency grows in proportion to the queue
+ * (windowRtt ≈ baseline · L / C), so L · gradient ≈ tolerance · C and the
+ * fixed point is L* = tolerance · C + allowance: the upstream kept busy with
+ * a standing queue of about √L. A drop halves the target, so with the
+ * default smoothing a drop window costs 10% (like AIMD's backoff).
+ *
+ * The baseline (Netflix's "long RTT", Envoy's minRTT) is kept by
+ * AdaptiveLimit: it follows lower window RTTs over `longWindow` samples and
+ * is re-measured by a periodic probe, so it never drifts up with the queue it
+ * is meant to detect (the weakness of a plain moving average: the average
+ * would follow the queueing latency and the limit would creep up with it).
+ */
+import type { Algorithm } from './adaptive.js';
+import type { Window } from './window.js';
+
+export interface GradientConfig {
+  readonly tolerance: number;
+  readonly smoothing: number;
+  readonly queueAllowance: 'sqrt' | number;
+}
+
+export class Gradient implements Algorithm {
+  readonly usesLatency = true;
+
+  constructor(private readonly cfg: GradientConfig) {}
+
+  next(limit: number, w: Window, baselineMs: number): number {
+    const { tolerance, smoothing, queueAllowance } = this.cfg;
+    let target: number;
+    if (w.drops > 0) {
+      target = limit * 0.5;
+    } else {
+      const ratio = w.rttMs > 0 && baselineMs > 0 ? (tolerance * baselineMs) / w.rttMs : 1;
+      const gradient = Math.max(0.5, Math.min(1, ratio));
+      target = limit * gradient + (queueAllowance === 'sqrt' ? Math.sqrt(limit) : queueAllowance);
+    }
+    return (1 - smoothing) * limit + smoothing * target;
+  }
+}
