@@ -56,19 +56,22 @@ class ModelUpstream {
   private busy = 0;
   private readonly queue: { permit: Permit; sentAt: number }[] = [];
   private head = 0;
-  successes: number[] = [];
+  /** Completion time and RTT of every successful response. */
+  readonly successes: { at: number; rttMs: number }[] = [];
   drops = 0;
 
   constructor(
     private readonly clock: ManualClock,
     private readonly random: Random,
+    /** The FIFO holds at most workers * queueShare requests. */
+    private readonly queueShare: number,
   ) {}
 
   send(permit: Permit): void {
     const sentAt = this.clock.now();
     if (this.busy < this.workers && this.head === this.queue.length) {
       this.serve(permit, sentAt);
-    } else if (this.queue.length - this.head < Math.floor(this.workers * Number(process.env.SIM_QFRAC ?? 0.25))) {
+    } else if (this.queue.length - this.head < Math.floor(this.workers * this.queueShare)) {
       this.queue.push({ permit, sentAt });
     } else {
       this.drops++;
@@ -81,8 +84,9 @@ class ModelUpstream {
     this.clock.setTimer(() => {
       this.busy--;
       this.next();
-      this.successes.push(this.clock.now());
-      permit.settle('success', this.clock.now() - sentAt);
+      const rttMs = this.clock.now() - sentAt;
+      this.successes.push({ at: this.clock.now(), rttMs });
+      permit.settle('success', rttMs);
     }, SERVICE_MS * (0.9 + 0.2 * this.random()));
   }
 
@@ -108,9 +112,17 @@ interface PhaseResult {
   readonly cov: number;
   /** Successful responses per second in steady state, as a share of capacity. */
   readonly goodput: number;
+  /** Mean RTT of successful responses in steady state, over the service time. */
+  readonly latency: number;
 }
 
-function simulate(limit: LimitConfig, seed = 1): PhaseResult[] {
+interface RunResult {
+  readonly phases: PhaseResult[];
+  /** Upstream 503s over the run (each one a failed request for some client). */
+  readonly upstream503: number;
+}
+
+function simulate(limit: LimitConfig, upstreamQueueShare = 0.25, seed = 1): RunResult {
   const clock = new ManualClock(0);
   const random = seededRandom(seed);
   const limiter = new Limiter({
@@ -122,7 +134,7 @@ function simulate(limit: LimitConfig, seed = 1): PhaseResult[] {
     random,
     overload: { enterMs: 100, exitMs: 20, cooldownMs: 5000, windowMs: limit.window.windowMs },
   });
-  const upstream = new ModelUpstream(clock, random);
+  const upstream = new ModelUpstream(clock, random, upstreamQueueShare);
   const send = (r: Permit | { kind: 'refused' }) => {
     if (r.kind === 'permit') upstream.send(r);
   };
@@ -138,10 +150,6 @@ function simulate(limit: LimitConfig, seed = 1): PhaseResult[] {
   const limits: number[] = [];
   const sample = () => {
     limits.push(limiter.limit);
-    if (process.env.SIM_TRACE && limits.length % 20 === 0) {
-      const sn = limiter.snapshot();
-      console.log(`t=${clock.now()} limit=${sn.limit} inflight=${sn.inflight} q=${sn.queued} rtt=${sn.rtt.recentMs?.toFixed(1)} base=${sn.rtt.baselineMs?.toFixed(1)} state=${sn.state}`);
-    }
     if (clock.now() + SAMPLE_EVERY_MS < end) clock.setTimer(sample, SAMPLE_EVERY_MS);
   };
   clock.setTimer(sample, 0);
@@ -157,12 +165,6 @@ function simulate(limit: LimitConfig, seed = 1): PhaseResult[] {
   }
   clock.advance(2000); // let the last requests finish
 
-  if (process.env.SIM_TRACE) {
-    const rows: string[] = [];
-    for (let i = 0; i < limits.length; i += 10) rows.push(`${(i * SAMPLE_EVERY_MS) / 1000}:${limits[i]}`);
-    console.log(rows.join(' '));
-    console.log('drops', upstream.drops);
-  }
   const results: PhaseResult[] = [];
   t0 = 0;
   for (const p of PHASES) {
@@ -177,51 +179,63 @@ function simulate(limit: LimitConfig, seed = 1): PhaseResult[] {
     const mean = steady.reduce((a, b) => a + b, 0) / steady.length;
     const sd = Math.sqrt(steady.reduce((a, b) => a + (b - mean) ** 2, 0) / steady.length);
     const from = t0 + p.ms - STEADY_MS;
-    const ok = upstream.successes.filter((t) => t >= from && t < t0 + p.ms).length;
+    const ok = upstream.successes.filter((x) => x.at >= from && x.at < t0 + p.ms);
     const capacity = ((p.workers * 1000) / SERVICE_MS) * (STEADY_MS / 1000);
-    results.push({ workers: p.workers, optimum: opt, settleMs, meanLimit: mean, cov: sd / mean, goodput: ok / capacity });
+    const latency = ok.reduce((a, x) => a + x.rttMs, 0) / ok.length / SERVICE_MS;
+    results.push({ workers: p.workers, optimum: opt, settleMs, meanLimit: mean, cov: sd / mean, goodput: ok.length / capacity, latency });
     t0 += p.ms;
   }
   const s = limiter.snapshot();
   assert.equal(s.inflight, 0, 'every permit settled');
   assert.equal(s.queued, 0, 'the queue drained');
-  return results;
+  return { phases: results, upstream503: upstream.drops };
 }
 
 const fmtMs = (ms: number) => (Number.isFinite(ms) ? `${(ms / 1000).toFixed(2)} s` : 'never');
 const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
 
-function report(t: TestContext, name: string, r: PhaseResult[]): void {
+function report(t: TestContext, name: string, run: RunResult): void {
+  const r = run.phases;
   const cells = [
-    name.padEnd(22),
-    fmtMs(r[1]!.settleMs).padStart(8),
-    fmtMs(r[2]!.settleMs).padStart(8),
-    pct(Math.max(...r.map((p) => p.cov))).padStart(6),
+    name.padEnd(30),
+    fmtMs(r[1]!.settleMs).padStart(7),
+    fmtMs(r[2]!.settleMs).padStart(7),
+    pct(Math.max(...r.map((p) => p.cov))).padStart(5),
     pct(Math.min(...r.map((p) => p.goodput))).padStart(7),
-    r.map((p) => `${p.meanLimit.toFixed(1)}/${p.optimum.toFixed(1)}`).join(' ').padStart(26),
-    fmtMs(r[0]!.settleMs).padStart(8),
+    `${Math.max(...r.map((p) => p.latency)).toFixed(2)}x`.padStart(6),
+    String(run.upstream503).padStart(5),
+    r.map((p) => `${p.meanLimit.toFixed(1)}/${p.optimum.toFixed(1)}`).join(' ').padStart(29),
+    fmtMs(r[0]!.settleMs).padStart(7),
   ];
   t.diagnostic(cells.join(' | '));
 }
 
 const ALGORITHMS = ['aimd', 'gradient', 'vegas'] as const;
-const EXTRA = (process.env.SIM_EXTRA ?? '').split(';').filter(Boolean);
 
 test('simulation: every adaptive algorithm settles after capacity halves and doubles, with low oscillation and full goodput', (t) => {
+  t.diagnostic('settle = time until the limit stays within ±20% of C + sqrt(C) after capacity halved / doubled;');
+  t.diagnostic('CoV (worst phase) and goodput (worst phase) over the last 5 s of each phase; RTT = mean RTT / service time (worst phase);');
+  t.diagnostic('503 = upstream 503s over the run; limit = steady mean / optimum per phase (C = 40, 20, 40); start = settle from initial 20.');
   t.diagnostic(
-    'algorithm (defaults)   | halved   | doubled  | CoV    | goodput |  mean/optimum per phase    | start',
+    'algorithm, defaults               | halved | doubled |  CoV  | goodput |  RTT  |  503  |   limit: mean/optimum x3     | start',
   );
   const problems: string[] = [];
   for (const algorithm of ALGORITHMS) {
-    const r = simulate(limitConfig(`{ algorithm: ${algorithm}, initial: 20 }`));
-    report(t, algorithm, r);
-    for (const [i, p] of r.entries()) {
+    const run = simulate(limitConfig(`{ algorithm: ${algorithm}, initial: 20 }`));
+    report(t, algorithm, run);
+    for (const [i, p] of run.phases.entries()) {
       const what = `${algorithm}, phase ${i + 1} (C = ${p.workers})`;
       if (i > 0 && !(p.settleMs <= SETTLE_WITHIN_MS)) problems.push(`${what}: settled after ${fmtMs(p.settleMs)}`);
       if (!(p.cov <= 0.1)) problems.push(`${what}: CoV ${pct(p.cov)}`);
       if (!(p.goodput >= 0.9)) problems.push(`${what}: goodput ${pct(p.goodput)}`);
     }
   }
-  for (const extra of EXTRA) report(t, extra, simulate(limitConfig(extra)));
+  // For comparison only (not checked): the previous defaults, and an upstream that never drops.
+  t.diagnostic('for comparison, not checked:');
+  report(t, 'gradient, tolerance 1.5', simulate(limitConfig('{ algorithm: gradient, initial: 20, gradient: { tolerance: 1.5 } }')));
+  report(t, 'gradient, windowMs 1000', simulate(limitConfig('{ algorithm: gradient, initial: 20, window: { windowMs: 1000 } }')));
+  for (const algorithm of ALGORITHMS) {
+    report(t, `${algorithm}, upstream queue 2C`, simulate(limitConfig(`{ algorithm: ${algorithm}, initial: 20 }`), 2));
+  }
   assert.deepEqual(problems, []);
 });

@@ -48,6 +48,8 @@ routes:
 `;
 }
 
+const ms = (x: number | null) => (x === null ? '-' : x.toFixed(0));
+
 async function main(): Promise<void> {
   const upstream = await startCapacityUpstream({ workers: WORKERS, serviceTimeMs: SERVICE_MS });
   const config = parseConfig(demoPolicy(upstream.url), '<demo>');
@@ -73,7 +75,8 @@ async function main(): Promise<void> {
       const st = app.state().routes[0];
       const table = formatSecondTable(s, { header }).trimEnd();
       header = false;
-      process.stdout.write(`${table}   | limit ${st?.limit} inflight ${st?.inflight} queued ${st?.queued}\n`);
+      const rtt = st ? `rtt ${ms(st.rtt.recentMs)}/${ms(st.rtt.baselineMs)}` : '';
+      process.stdout.write(`${table}   | ${st?.state} limit ${st?.limit} inflight ${st?.inflight} queued ${st?.queued} ${rtt}\n`);
     },
   });
   process.stdout.write(`\n${formatSummary(result)}\n`);

@@ -14,28 +14,26 @@
  * - The estimate is clamped to [min, max].
  *
  * The baseline RTT (latency algorithms only) is the upstream's RTT without
- * queueing. Inferring it from traffic alone is ambiguous under sustained load
+ * queueing: the lowest window RTT since the last probe, as BBR keeps its
+ * RTprop. Inferring it from traffic alone is ambiguous under sustained load
  * (a limit above the upstream's concurrency queues every request, so no
- * window ever shows the unqueued RTT), so it is measured on purpose:
- * 1. Probes: the first window, and then one window every PROBE_INTERVAL_MS
- *    of sample time, runs at half the limit, and the baseline becomes the RTT
- *    of the requests dispatched while no more than that were in flight (in
- *    either direction). Halving the concurrency drains any queue we caused,
- *    so the first probe is right even when `initial` is above the upstream's
- *    capacity (up to 2x; beyond, each probe halves the error), and a later
- *    probe follows an upstream that became permanently slower (without it
- *    the limit would stay low forever). After a probe the limit returns to
- *    its value before it; a probe window with drops is also fed to the
- *    algorithm, which backs off; one without any successful sample is
- *    repeated at the next window.
- * 2. Between probes, a window faster than the baseline pulls it down with
- *    weight min(1, successful samples / followSamples) (gradient: longWindow;
- *    vegas: 1, i.e. the minimum): an upstream that got faster is followed at
- *    once, while single-window noise moves it little. It never rises between
- *    probes, so it cannot creep up with the queueing latency it is there to
- *    detect (the weakness of a plain moving average).
- * A probe costs one window at half concurrency per interval (about 0.2% of
- * throughput with 100 ms windows).
+ * window ever shows the unqueued RTT), so it is also measured on purpose:
+ * - Probes: the first window, and then one window in every `probeEvery`
+ *   (gradient: longWindow; vegas: 600), runs at half the limit, and the
+ *   baseline restarts from the RTT of the requests dispatched while no more
+ *   than that were in flight. Halving the concurrency drains any queue we
+ *   caused, so the first probe is right even when `initial` is above the
+ *   upstream's capacity (up to 2x; beyond, each probe halves the error), and
+ *   a later probe follows an upstream that became permanently slower (without
+ *   it the limit would stay low forever). After a probe the limit returns to
+ *   its value before it; a probe window with drops is also fed to the
+ *   algorithm, which backs off; one without a successful sample is repeated.
+ * - Between probes a faster window lowers the baseline at once (a cold or
+ *   contended first probe is corrected by the next quiet window), and nothing
+ *   raises it, so it cannot creep up with the queueing latency it is there to
+ *   detect (the weakness of a moving average, which follows the queue).
+ * A probe costs one window at half concurrency per `probeEvery` windows
+ * (0.2% of throughput with the defaults).
  */
 import type { LimitConfig } from '../../config/types.js';
 import { Hysteresis } from './hysteresis.js';
@@ -50,8 +48,8 @@ export interface Algorithm {
   next(estimate: number, w: Window, baselineMs: number): number;
 }
 
-/** How often the baseline is re-measured, in sample time (Envoy's minRTT interval default). */
-export const PROBE_INTERVAL_MS = 60_000;
+/** Windows between baseline probes when the algorithm has no setting for it (60 s of 100 ms windows). */
+export const PROBE_EVERY_WINDOWS = 600;
 
 type LimitBounds = Pick<LimitConfig, 'initial' | 'min' | 'max' | 'window' | 'hysteresis'>;
 
@@ -62,8 +60,8 @@ export class AdaptiveLimit implements Limit {
   private readonly hysteresis: Hysteresis;
   private baselineMs = NaN;
   private recentMs = NaN;
-  /** Sample time at which the next probe starts; NaN until the first window. */
-  private probeAt = NaN;
+  /** Windows left until the next probe. */
+  private untilProbe = 0;
   /** While probing: the limit to return to. */
   private restore = 0;
   private probing = false;
@@ -71,8 +69,8 @@ export class AdaptiveLimit implements Limit {
   constructor(
     private readonly cfg: LimitBounds,
     private readonly algorithm: Algorithm,
-    /** Rule 2's weight: samples over which the baseline follows lower RTTs. */
-    private readonly followSamples = 1,
+    /** Windows from one baseline probe to the next. */
+    private readonly probeEvery = PROBE_EVERY_WINDOWS,
   ) {
     this.current = cfg.initial;
     this.estimate = cfg.initial;
@@ -97,10 +95,7 @@ export class AdaptiveLimit implements Limit {
 
   private update(w: Window): void {
     const latency = this.algorithm.usesLatency;
-    if (latency && w.rttMs < this.baselineMs) {
-      const weight = Math.min(1, (w.samples - w.drops) / this.followSamples);
-      this.baselineMs += (w.rttMs - this.baselineMs) * weight;
-    }
+    if (latency && w.rttMs < this.baselineMs) this.baselineMs = w.rttMs;
     if (w.rttMs >= 0) this.recentMs = w.rttMs;
 
     const dropped = w.drops > 0;
@@ -110,7 +105,7 @@ export class AdaptiveLimit implements Limit {
     this.estimate = target;
     this.current = this.hysteresis.next(this.current, target, dropped);
 
-    if (latency && w.endMs >= this.probeAt) this.startProbe();
+    if (latency && --this.untilProbe <= 0) this.startProbe();
   }
 
   private startProbe(): void {
@@ -123,7 +118,7 @@ export class AdaptiveLimit implements Limit {
   private endProbe(w: Window): void {
     this.probing = false;
     if (w.rttMs >= 0) this.baselineMs = this.recentMs = w.rttMs;
-    this.probeAt = Number.isNaN(this.baselineMs) ? w.endMs : w.endMs + PROBE_INTERVAL_MS;
+    this.untilProbe = w.rttMs >= 0 ? this.probeEvery : 1;
     this.current = this.restore;
     this.hysteresis.reset();
     if (w.drops > 0) this.update(w);

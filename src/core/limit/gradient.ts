@@ -17,10 +17,11 @@
  * default smoothing a drop window costs 10% (like AIMD's backoff).
  *
  * The baseline (Netflix's "long RTT", Envoy's minRTT) is kept by
- * AdaptiveLimit: it follows lower window RTTs over `longWindow` samples and
- * is re-measured by a periodic probe, so it never drifts up with the queue it
- * is meant to detect (the weakness of a plain moving average: the average
- * would follow the queueing latency and the limit would creep up with it).
+ * AdaptiveLimit: the lowest window RTT since the last probe, re-measured at
+ * half the limit every `longWindow` windows. Netflix's long RTT is a moving
+ * average of all RTTs; under sustained load that average follows the very
+ * queueing latency it should reveal and the limit creeps up with it, so here
+ * it is a probed minimum instead, and `longWindow` is the probe period.
  */
 import type { Algorithm } from './adaptive.js';
 import type { Window } from './window.js';

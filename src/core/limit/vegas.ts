@@ -17,8 +17,8 @@
  * count is the measured one, not the limit: a route that does not fill its
  * limit has a smaller queue than L would suggest.
  *
- * rttNoLoad is kept by AdaptiveLimit (the lowest window RTT since the last
- * probe, re-measured by a periodic probe at half the limit).
+ * rttNoLoad is kept by AdaptiveLimit: the lowest window RTT since the last
+ * probe, re-measured at half the limit every 600 windows.
  */
 import type { Algorithm } from './adaptive.js';
 import type { Window } from './window.js';

@@ -1,0 +1,96 @@
+/**
+ * Integration: the default adaptive limit against a real upstream on port 0
+ * (8 workers; service time changed mid-test), observed through /admin/state
+ * as an operator would. The load is a bounded closed loop of concurrent
+ * clients that stops by itself.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { Agent, request } from 'undici';
+import { startCapacityUpstream } from '../src/demo/upstream.js';
+import type { RouteState } from '../src/observability/admin.js';
+import { eventually, startSluice } from './helpers/sluice.js';
+
+/** `clients` loops, each sending one request after another until stopped, for at most `maxMs` or `maxRequests` each. */
+function closedLoop(url: string, clients: number, maxMs: number, maxRequests: number) {
+  const agent = new Agent({ connections: clients, keepAliveTimeout: 10_000 });
+  const end = Date.now() + maxMs;
+  let stopped = false;
+  const statuses = new Map<number, number>();
+  const loop = async () => {
+    for (let i = 0; i < maxRequests && !stopped && Date.now() < end; i++) {
+      try {
+        const r = await request(url, { dispatcher: agent });
+        await r.body.dump();
+        statuses.set(r.statusCode, (statuses.get(r.statusCode) ?? 0) + 1);
+      } catch {
+        statuses.set(0, (statuses.get(0) ?? 0) + 1);
+      }
+    }
+  };
+  const done = Promise.all(Array.from({ length: clients }, loop));
+  let closed: Promise<void> | null = null;
+  return {
+    statuses,
+    stop() {
+      stopped = true;
+      closed ??= done.then(() => agent.close());
+      return closed;
+    },
+  };
+}
+
+test('the limit in /admin/state falls when the upstream slows down and recovers when it is fast again', async (t) => {
+  const t0 = Date.now();
+  const mark = (what: string, r: RouteState) => t.diagnostic(`${((Date.now() - t0) / 1000).toFixed(1)} s: ${what}: limit ${r.limit}, rtt ${r.rtt.recentMs?.toFixed(1)}/${r.rtt.baselineMs?.toFixed(1)} ms, ${r.state}`);
+  const upstream = await startCapacityUpstream({ workers: 8, serviceTimeMs: 20 });
+  const s = await startSluice(`
+log: { level: warn }
+lanes:
+  - name: interactive
+    queue: { maxLength: 100, maxWaitMs: 5000 }
+defaults:
+  limit: { initial: 4, min: 2, max: 100 }
+routes:
+  - name: main
+    match: { pathPrefix: / }
+    upstream: ${upstream.url}
+`);
+  const load = closedLoop(`${s.url}/work`, 24, 60_000, 20_000);
+  const route = async (): Promise<RouteState> => (await s.state()).routes[0]!;
+  try {
+    const initial = await route();
+    assert.equal(initial.algorithm, 'gradient');
+
+    // Fast upstream: the limit grows from 4 to the upstream's 8 workers and beyond.
+    let fast = initial;
+    await eventually(async () => (fast = await route()).limit >= 9, 'the limit grows while the upstream is fast', 20_000);
+    mark('grown', fast);
+    const baseline = fast.rtt.baselineMs;
+    assert.ok(baseline !== null && baseline >= 15 && baseline < 60, `baseline RTT ${baseline} ms for a 20 ms service`);
+
+    // Five times slower: latency climbs, the limit falls (by 40% or more).
+    upstream.setServiceTime(100);
+    let slow = fast;
+    await eventually(async () => (slow = await route()).limit <= Math.floor(fast.limit * 0.6), 'the limit falls after the slowdown', 20_000);
+    mark('fallen', slow);
+    assert.ok(slow.rtt.recentMs !== null && slow.rtt.recentMs > 2 * baseline, `recent RTT ${slow.rtt.recentMs} ms`);
+
+    // Fast again: the limit recovers.
+    upstream.setServiceTime(20);
+    let again = slow;
+    await eventually(async () => (again = await route()).limit >= 9, 'the limit recovers', 20_000);
+    mark('recovered', again);
+    await load.stop();
+    // Every request got an answer: served, or refused explicitly (while overloaded the
+    // oldest waiters are left to time out with 503: adaptive LIFO); none is left behind.
+    assert.deepEqual([...load.statuses.keys()].filter((k) => k !== 200 && k !== 503), []);
+    const after = await route();
+    assert.equal(after.inflight, 0);
+    assert.equal(after.queued, 0);
+  } finally {
+    await load.stop();
+    await s.close();
+    await upstream.close();
+  }
+});
