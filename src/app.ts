@@ -46,6 +46,11 @@ function requestId(req: { headers: Record<string, string | string[] | undefined>
   return typeof id === 'string' && REQUEST_ID.test(id) ? id : randomUUID();
 }
 
+/** One decimal is all an operator needs; keeps /admin/state readable. */
+function round1<T extends number | null>(x: T): T {
+  return (x === null ? null : Math.round(x * 10) / 10) as T;
+}
+
 function urlOf(app: FastifyInstance): string {
   const a = app.server.address() as AddressInfo;
   const host = a.family === 'IPv6' ? `[${a.address}]` : a.address;
@@ -95,8 +100,8 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Slui
         inflight: s.inflight,
         queued: s.queued,
         state: s.state,
-        queueWaitP90Ms: s.queueWaitP90Ms,
-        rtt: s.rtt,
+        queueWaitP90Ms: round1(s.queueWaitP90Ms),
+        rtt: { recentMs: round1(s.rtt.recentMs), baselineMs: round1(s.rtt.baselineMs) },
         completionsPerSecond: Math.round(s.completionsPerSecond * 10) / 10,
         backlogSeconds: backlogSeconds(s.queued, s.completionsPerSecond),
         lanes: s.lanes.map((l) => ({ ...l, ...metrics.laneTotals(r.cfg.name, l.name) })),

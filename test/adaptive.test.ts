@@ -9,7 +9,8 @@ import { test } from 'node:test';
 import { Agent, request } from 'undici';
 import { startCapacityUpstream } from '../src/demo/upstream.js';
 import type { RouteState } from '../src/observability/admin.js';
-import { eventually, startSluice } from './helpers/sluice.js';
+import { eventually, refusalOf, send, startSluice } from './helpers/sluice.js';
+import { startUpstream } from './helpers/upstream.js';
 
 /** `clients` loops, each sending one request after another until stopped, for at most `maxMs` or `maxRequests` each. */
 function closedLoop(url: string, clients: number, maxMs: number, maxRequests: number) {
@@ -92,5 +93,56 @@ routes:
     await load.stop();
     await s.close();
     await upstream.close();
+  }
+});
+
+test('an overloaded route refuses batch at the door with 503 shed_batch and Retry-After >= the cooldown, and says so in /admin/state', async () => {
+  const up = await startUpstream();
+  const s = await startSluice(`
+log: { level: warn }
+classify:
+  - lane: batch
+    when: { header: { name: x-priority, value: batch } }
+defaults:
+  limit: { algorithm: fixed, initial: 1 }
+  overload: { enterMs: 50, exitMs: 10, cooldownMs: 3000 }
+routes:
+  - name: main
+    match: { pathPrefix: / }
+    upstream: ${up.url}
+`);
+  try {
+    const route = async () => (await s.state()).routes[0]!;
+    const batch = () => send(`${s.url}/x`, { headers: { 'x-priority': 'batch' } });
+    assert.equal((await batch()).status, 200, 'batch is served while the route is normal');
+
+    // One request holds the only slot; an interactive one queues behind it for over 50 ms.
+    const held = send(`${s.url}/hold/h1`);
+    await up.waitHolding(1);
+    const queued = send(`${s.url}/hold/h2`);
+    await eventually(async () => (await route()).lanes[0]!.oldestQueuedMs > 60, 'a queue wait above enterMs');
+    up.release('h1');
+    await up.waitHolding(1);
+    up.release('h2');
+    assert.equal((await held).status, 200);
+    assert.equal((await queued).status, 200);
+    // The window with that wait closes: the route is overloaded.
+    await eventually(async () => (await route()).state === 'overloaded', 'the route becomes overloaded');
+
+    const a = await batch();
+    assert.equal(a.status, 503);
+    const r = refusalOf(a);
+    assert.equal(r.reason, 'shed_batch');
+    assert.equal(r.error, 'overloaded');
+    assert.ok(r.retryAfter >= 3 && r.retryAfter === r.retryAfterSeconds, `Retry-After ${r.retryAfter}`);
+    // Interactive traffic is still served.
+    assert.equal((await send(`${s.url}/x`)).status, 200);
+    const st = await route();
+    assert.equal(st.inflight, 0);
+    assert.ok(st.queueWaitP90Ms >= 0);
+  } finally {
+    up.releaseAll();
+    await s.close();
+    await up.close();
   }
 });
