@@ -58,12 +58,12 @@ export interface RetryAfterConfig {
 
 export interface WindowConfig {
   readonly minSamples: number; // default 10
-  readonly windowMs: number; // default 1000
+  readonly windowMs: number; // default 100 (also the length of the shed-state signal window)
   readonly percentile: number; // 0 < p < 1, default 0.5
 }
 
 export interface LimitConfig {
-  readonly algorithm: LimitAlgorithm; // default fixed
+  readonly algorithm: LimitAlgorithm; // default gradient
   readonly initial: number; // default 32
   readonly min: number; // default 1
   readonly max: number; // default 1000
@@ -71,8 +71,8 @@ export interface LimitConfig {
   readonly overloadStatuses: readonly number[]; // default [429, 503, 504]
   readonly aimd: { readonly backoff: number; readonly increase: number }; // 0.9, 1
   readonly gradient: {
-    readonly tolerance: number; // 1.5
-    readonly longWindow: number; // 600 (samples)
+    readonly tolerance: number; // 1
+    readonly longWindow: number; // 600 (windows between baseline probes)
     readonly smoothing: number; // 0.2
     readonly queueAllowance: 'sqrt' | number; // 'sqrt'
   };

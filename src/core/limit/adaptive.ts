@@ -32,8 +32,8 @@
  *   contended first probe is corrected by the next quiet window), and nothing
  *   raises it, so it cannot creep up with the queueing latency it is there to
  *   detect (the weakness of a moving average, which follows the queue).
- * A probe costs one window at half concurrency per `probeEvery` windows
- * (0.2% of throughput with the defaults).
+ * A probe costs half a window's throughput per `probeEvery` windows (under
+ * 0.1% with the defaults).
  */
 import type { LimitConfig } from '../../config/types.js';
 import { Hysteresis } from './hysteresis.js';

@@ -13,8 +13,13 @@
  * upstream's concurrency C, latency grows in proportion to the queue
  * (windowRtt ≈ baseline · L / C), so L · gradient ≈ tolerance · C and the
  * fixed point is L* = tolerance · C + allowance: the upstream kept busy with
- * a standing queue of about √L. A drop halves the target, so with the
- * default smoothing a drop window costs 10% (like AIMD's backoff).
+ * a standing queue of about √L. Hence the default tolerance of 1: the limit
+ * aims at C + √L, a small queue that keeps every worker busy through jitter,
+ * while 1.5 would aim at 1.5·C + √L, i.e. half the upstream's concurrency
+ * again queued in front of it (50% more latency for no more throughput).
+ * A drop halves the target, so with the default smoothing a drop window costs
+ * 10% (like AIMD's backoff). Decreases are smoothed too: the window RTT lags
+ * the upstream's queue, and unsmoothed decreases undershoot.
  *
  * The baseline (Netflix's "long RTT", Envoy's minRTT) is kept by
  * AdaptiveLimit: the lowest window RTT since the last probe, re-measured at
