@@ -11,6 +11,8 @@ import { LogHistogram } from '../src/core/histogram.js';
 import { createLimit } from '../src/core/limit/create.js';
 import { Hysteresis } from '../src/core/limit/hysteresis.js';
 import { FixedLimit, type Limit } from '../src/core/limit/limit.js';
+import { ManualClock, seededRandom } from '../src/core/clock.js';
+import { Limiter, type Permit } from '../src/core/limiter/limiter.js';
 import { SampleWindow } from '../src/core/limit/window.js';
 
 /** A route's limit config from YAML (flow mapping), over the documented defaults. */
@@ -236,6 +238,12 @@ test('vegas: the queue is estimated from the measured in-flight count, so an app
   assert.equal(d.limit.current, 100);
 });
 
+test('vegas: holds while app-limited even with no queue at all', () => {
+  const d = probed(`{ algorithm: vegas, initial: 100, ${RAW} }`);
+  d.windows(5, { inflight: 30 });
+  assert.equal(d.limit.current, 100);
+});
+
 test('vegas: clamps to [min, max]', () => {
   const d = probed(`{ algorithm: vegas, initial: 10, min: 8, max: 14, ${RAW} }`);
   d.windows(10);
@@ -340,4 +348,40 @@ test('histogram percentiles are within 1% of the exact value, and 0 for zero wai
   h.record(250);
   assert.equal(h.percentile(0.9), 0);
   assert.ok(Math.abs(h.percentile(0.95) - 250) < 2.5);
+});
+
+// ---------------------------------------------------------------- in the limiter
+
+test('in the limiter: when the start-up probe ends the limit doubles back and queued requests start at once', () => {
+  const clock = new ManualClock(0);
+  const limiter = new Limiter({
+    lanes: [{ name: 'interactive', maxShare: 1, minShare: 0, queue: { maxLength: 100, maxWaitMs: 60_000 } }],
+    limit: createLimit(limitConfig('{ algorithm: gradient, initial: 8, window: { minSamples: 10, windowMs: 100 } }')),
+    clientMaxShare: 1,
+    retryAfter: { minSeconds: 1, maxSeconds: 30, jitter: 0.2 },
+    clock,
+    random: seededRandom(1),
+  });
+  const running: Permit[] = [];
+  const ask = () => {
+    const r = limiter.acquire(0, 'c', (later) => {
+      if (later.kind === 'permit') running.push(later);
+    });
+    if (r.kind === 'permit') running.push(r);
+  };
+  assert.equal(limiter.limit, 4, 'probing at half of initial');
+  for (let i = 0; i < 40; i++) ask();
+  assert.equal(running.length, 4);
+  // Rounds of 25 ms: the four running requests answer, four queued ones start.
+  // The fifth round's first answer gives the probe window 100 ms and >= 10 samples.
+  for (let round = 1; round <= 5; round++) {
+    clock.advance(25);
+    for (const p of running.splice(0, 4)) p.settle('success');
+    if (round < 5) assert.equal(limiter.limit, 4, `still probing after round ${round}`);
+  }
+  assert.equal(limiter.limit, 8);
+  const s = limiter.snapshot();
+  assert.equal(s.inflight, 8, 'the queue drained into the new slots at once');
+  assert.equal(s.queued, 40 - 20 - 8);
+  assert.ok(s.rtt.baselineMs !== null && Math.abs(s.rtt.baselineMs - 25) < 0.2);
 });
