@@ -57,7 +57,7 @@ routes:
     match: { pathPrefix: / }
     upstream: ${upstream.url}
 `);
-  const load = closedLoop(`${s.url}/work`, 24, 60_000, 20_000);
+  const load = closedLoop(`${s.url}/work`, 24, 120_000, 50_000);
   const route = async (): Promise<RouteState> => (await s.state()).routes[0]!;
   try {
     const initial = await route();
@@ -65,7 +65,7 @@ routes:
 
     // Fast upstream: the limit grows from 4 to the upstream's 8 workers and beyond.
     let fast = initial;
-    await eventually(async () => (fast = await route()).limit >= 9, 'the limit grows while the upstream is fast', 20_000);
+    await eventually(async () => (fast = await route()).limit >= 9, 'the limit grows while the upstream is fast', 30_000);
     mark('grown', fast);
     const baseline = fast.rtt.baselineMs;
     assert.ok(baseline !== null && baseline >= 15 && baseline < 60, `baseline RTT ${baseline} ms for a 20 ms service`);
@@ -73,14 +73,14 @@ routes:
     // Five times slower: latency climbs, the limit falls (by 40% or more).
     upstream.setServiceTime(100);
     let slow = fast;
-    await eventually(async () => (slow = await route()).limit <= Math.floor(fast.limit * 0.6), 'the limit falls after the slowdown', 20_000);
+    await eventually(async () => (slow = await route()).limit <= Math.floor(fast.limit * 0.6), 'the limit falls after the slowdown', 30_000);
     mark('fallen', slow);
     assert.ok(slow.rtt.recentMs !== null && slow.rtt.recentMs > 2 * baseline, `recent RTT ${slow.rtt.recentMs} ms`);
 
     // Fast again: the limit recovers.
     upstream.setServiceTime(20);
     let again = slow;
-    await eventually(async () => (again = await route()).limit >= 9, 'the limit recovers', 20_000);
+    await eventually(async () => (again = await route()).limit >= 9, 'the limit recovers', 30_000);
     mark('recovered', again);
     await load.stop();
     // Every request got an answer: served, or refused explicitly (while overloaded the
