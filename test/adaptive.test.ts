@@ -96,7 +96,7 @@ routes:
   }
 });
 
-test('an overloaded route refuses batch at the door with 503 shed_batch and Retry-After >= the cooldown, and says so in /admin/state', async () => {
+test('an overloaded route refuses batch that would have to wait at the door with 503 shed_batch and Retry-After >= the cooldown, and says so in /admin/state', async () => {
   const up = await startUpstream();
   const s = await startSluice(`
 log: { level: warn }
@@ -129,7 +129,12 @@ routes:
     // The window with that wait closes: the route is overloaded.
     await eventually(async () => (await route()).state === 'overloaded', 'the route becomes overloaded');
 
+    // With the only slot taken, batch is refused at the door instead of queued.
+    const full = send(`${s.url}/hold/h3`);
+    await up.waitHolding(1);
     const a = await batch();
+    up.release('h3');
+    assert.equal((await full).status, 200);
     assert.equal(a.status, 503);
     const r = refusalOf(a);
     assert.equal(r.reason, 'shed_batch');

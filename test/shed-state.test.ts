@@ -139,23 +139,36 @@ test('limiter: shed_batch appears only while overloaded; the first lane is still
   hold('b0', 1);
   finish('b0');
   overload();
+  hold('i1');
   const r = ask('b1', 1) as Refusal;
   assert.equal(r.kind, 'refused');
   assert.equal(r.status, 503);
   assert.equal(r.reason, 'shed_batch');
-  // Refused at the door even though a slot is free: nothing was counted.
-  assert.equal(limiter.snapshot().inflight, 0);
-  assert.equal(ask('i1', 0).kind, 'permit');
+  // Refused at the door instead of queued: nothing was counted.
+  assert.equal(limiter.snapshot().inflight, 1);
+  assert.equal(limiter.snapshot().queued, 0);
+  // The first lane still queues.
+  assert.equal(ask('i2', 0).kind, 'queued');
   finish('i1');
+  finish('i2');
   // Calm for the cooldown: normal again, batch is admitted.
   clock.advance(1000);
   assert.equal(limiter.snapshot().state, 'normal');
   assert.equal(ask('b2', 1).kind, 'permit');
 });
 
-test('limiter: shed_batch Retry-After is never below the cooldown still to run', () => {
-  const { clock, ask, overload } = setup({ ...CFG, cooldownMs: 5000 });
+test('limiter: while overloaded, batch that finds a free slot still starts (the upstream is not left idle)', () => {
+  const { limiter, ask, finish, overload } = setup();
   overload();
+  assert.equal(limiter.snapshot().state, 'overloaded');
+  assert.equal(ask('b1', 1).kind, 'permit');
+  finish('b1');
+});
+
+test('limiter: shed_batch Retry-After is never below the cooldown still to run', () => {
+  const { clock, ask, hold, overload } = setup({ ...CFG, cooldownMs: 5000 });
+  overload();
+  hold('i-full');
   const first = ask('b1', 1) as Refusal;
   assert.equal(first.reason, 'shed_batch');
   assert.ok(first.retryAfterSeconds >= 5 && first.retryAfterSeconds <= 7, `Retry-After ${first.retryAfterSeconds}`);

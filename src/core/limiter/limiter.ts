@@ -30,10 +30,13 @@
  *
  * Shed state (./shed-state.ts, when `overload` is given): every queue wait
  * that ends (0 ms for an immediate start) feeds the route's state. While it
- * is `overloaded`, new requests of every lane but the first are refused at
- * the door with 503 shed_batch (Retry-After never below the cooldown still to
- * run), already queued ones keep their place, and the first lane is served
- * newest first once a standing queue has formed (./standing-queue.ts).
+ * is `overloaded`, a new request of any lane but the first that cannot start
+ * at once is refused at the door with 503 shed_batch instead of queued
+ * (Retry-After never below the cooldown still to run); one that finds a free
+ * slot within its lane's share still starts, so the upstream is not left idle
+ * while only the first lane is served. Already queued ones keep their place,
+ * and the first lane is served newest first once a standing queue has formed
+ * (./standing-queue.ts).
  *
  * The limit learns from every settled permit except `ignore`; a change of
  * `limit.current` is applied at once: growth starts queued work, a shrink
@@ -194,12 +197,14 @@ export class Limiter {
     if (l === undefined) throw new RangeError(`unknown lane index ${lane}`);
     const now = this.clock.now();
     const shed = this.shed;
-    if (lane > 0 && shed !== null && shed.overloaded(now)) return this.refuseShed(l, now);
     if (l.queue.length === 0 && this.canStart(l)) {
       shed?.record(0, now);
       this.hold(clientKey);
       return this.start(lane, l, clientKey, now, 0);
     }
+    // Overloaded: lower lanes may still take a free slot (the upstream stays
+    // busy), but never wait: waiting is reserved for the first lane.
+    if (lane > 0 && shed !== null && shed.overloaded(now)) return this.refuseShed(l, now);
     if (this.overClientShare(clientKey)) return this.refuse('client_share', l);
     if (l.queue.length >= l.cfg.queue.maxLength) return this.refuse('queue_full', l);
     const waitUntil = Math.min(now + l.cfg.queue.maxWaitMs, deadline);
