@@ -2,20 +2,41 @@
  * Builds a Sluice instance from a loaded config: the proxy listener and the
  * admin listener, wired to one runtime. No listening happens here, so tests
  * and the CLI decide addresses and lifecycle.
+ *
+ * Operations (../shared/DESIGN.md §8):
+ * - reload(): re-reads the config file; on any problem the running config
+ *   stays. Otherwise the next runtime is built from the running one
+ *   (proxy/runtime.ts nextRuntime: surviving routes keep their limiter) and
+ *   swapped in between two requests. Pools a reload let go close once no
+ *   request that may still use them remains.
+ * - drain(): the graceful shutdown. Readiness fails at once; after
+ *   shutdown.readinessGraceMs (load balancers notice) the listener closes;
+ *   admitted and queued requests get shutdown.drainTimeoutMs to finish;
+ *   then whatever is left is refused (503 draining) or cut, connections are
+ *   closed, and the admin listener goes last.
  */
 import { randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import type { Config } from './config/types.js';
+import { ConfigError, formatProblems, loadConfig } from './config/load.js';
+import type { Config, ConfigProblem } from './config/types.js';
 import { systemClock, type Clock, type Random } from './core/clock.js';
 import { buildAdmin, type AdminState, type RouteState } from './observability/admin.js';
 import { createLogger } from './observability/logger.js';
 import { Metrics, teeEvents } from './observability/metrics.js';
 import { backlogSeconds, backlogVerdict } from './observability/readiness.js';
 import { SampledLog } from './observability/sampled-log.js';
-import { proxyPlugin, type ProxyEvents } from './proxy/proxy.js';
-import { createRuntime, type Runtime, type RuntimeDeps } from './proxy/runtime.js';
+import { proxyPlugin, type Lifecycle, type ProxyEvents } from './proxy/proxy.js';
+import {
+  createRuntime,
+  nextRuntime,
+  type Retired,
+  type RouteChanges,
+  type RouteRuntime,
+  type Runtime,
+  type RuntimeDeps,
+} from './proxy/runtime.js';
 import { sluiceVersion } from './version.js';
 
 export interface AppDeps {
@@ -24,6 +45,34 @@ export interface AppDeps {
   readonly logger?: Logger;
   readonly events?: ProxyEvents;
   readonly createLimit?: RuntimeDeps['createLimit'];
+  /** Called after every reload attempt (sluice_config_reloads_total{result} counts them already). */
+  readonly onReload?: (result: ReloadResult) => void;
+}
+
+export type ReloadResult =
+  | {
+      readonly result: 'success';
+      readonly file: string;
+      readonly routes: RouteChanges;
+      /** Changes in the file that a reload cannot apply (listener addresses, log format). */
+      readonly warnings: readonly string[];
+    }
+  | {
+      readonly result: 'error';
+      /** invalid_config: the file has problems (listed); draining: the instance is shutting down. */
+      readonly reason: 'invalid_config' | 'draining';
+      readonly file: string;
+      /** Every problem as FILE:LINE:COL: path: message, one per line. */
+      readonly message: string;
+      readonly problems: readonly ConfigProblem[];
+    };
+
+export interface DrainReport {
+  /** Queued requests refused with 503 draining because the drain timeout passed. */
+  readonly refusedQueued: number;
+  /** Requests still in flight when the drain timeout passed (answered 503 draining, or cut). */
+  readonly cut: number;
+  readonly durationMs: number;
 }
 
 export interface Sluice {
@@ -35,6 +84,13 @@ export interface Sluice {
   /** Starts both listeners (addresses from config unless overridden); returns their base URLs. */
   listen(override?: { proxyPort?: number; adminPort?: number }): Promise<{ proxyUrl: string; adminUrl: string }>;
   state(): AdminState;
+  /** The config in force (the last one loaded successfully). */
+  config(): Config;
+  /** Re-reads the config file (default: the one in force) and swaps it in if valid; never throws for a bad file. */
+  reload(file?: string): ReloadResult;
+  /** The graceful shutdown (SIGTERM). Resolves once everything is closed; calling it again returns the same drain. */
+  drain(): Promise<DrainReport>;
+  /** Closes at once: no readiness grace; requests in flight finish first. */
   close(): Promise<void>;
 }
 
@@ -57,11 +113,42 @@ function urlOf(app: FastifyInstance): string {
   return `http://${host}:${a.port}`;
 }
 
+function delay(clock: Clock, ms: number): Promise<void> {
+  return new Promise((resolve) => clock.setTimer(resolve, ms));
+}
+
+/** Settings a reload cannot apply to a running process: each becomes a warning. */
+function unappliable(running: Config, next: Config): string[] {
+  const warnings: string[] = [];
+  const addr = (l: Config['listen']) => `${l.host}:${l.port}`;
+  for (const key of ['listen', 'admin'] as const) {
+    if (addr(running[key]) !== addr(next[key])) {
+      warnings.push(
+        `${key}: listener addresses cannot change on reload; still on ${addr(running[key])} (restart to move to ${addr(next[key])})`,
+      );
+    }
+  }
+  if (running.log.pretty !== next.log.pretty) warnings.push('log.pretty: cannot change on reload (restart to apply)');
+  return warnings;
+}
+
+/** Checked while a drain waits for requests to finish (and while a retired pool waits to close). */
+const POLL_MS = 20;
+/** After the drain, how long responses just refused or cut get to flush before connections are destroyed. */
+const FLUSH_MS = 1000;
+
 export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Sluice> {
   const clock = deps.clock ?? systemClock;
   const random = deps.random ?? Math.random;
   const logger = deps.logger ?? createLogger(config.log);
-  const runtime: Runtime = createRuntime(config, { clock, random, createLimit: deps.createLimit });
+  const runtimeDeps: RuntimeDeps = { clock, random, createLimit: deps.createLimit };
+  let runtime: Runtime = createRuntime(config, runtimeDeps);
+  /** The config whose listener addresses are in use. */
+  const started = config;
+  const lifecycle: Lifecycle = { phase: 'serving' };
+  /** Routes a reload let go whose pool still serves requests admitted before it. */
+  let retired: Retired[] = [];
+  let sweeping = false;
   const refusalLog = new SampledLog(clock, 20);
   const metrics = new Metrics({
     version: sluiceVersion(),
@@ -75,17 +162,20 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Slui
     // Per-request info lines would cost more than admission itself; refusals and errors are logged explicitly.
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'requestId' }),
     genReqId: requestId,
-    return503OnClosing: true,
+    // Requests arriving on open connections while the listener closes reach the
+    // proxy's hook, which answers them 503 draining in the refusal format.
+    return503OnClosing: false,
   });
   await proxy.register(proxyPlugin, {
     runtime: () => runtime,
+    lifecycle,
     clock,
     random,
     events: deps.events ? teeEvents(metrics, deps.events) : metrics,
     refusalLog,
   });
 
-  let draining = false;
+  const draining = () => lifecycle.phase !== 'serving';
 
   function state(): AdminState {
     const routes: RouteState[] = runtime.routes.map((r) => {
@@ -107,14 +197,131 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Slui
         lanes: s.lanes.map((l) => ({ ...l, ...metrics.laneTotals(r.cfg.name, l.name) })),
       };
     });
-    return { ready: !draining, draining, routes };
+    return { ready: !draining(), draining: draining(), routes };
+  }
+
+  /** Closes retired pools that nothing uses any more; re-arms itself while some remain. */
+  function sweepRetired(): void {
+    sweeping = false;
+    retired = retired.filter(({ route, why }) => {
+      if (route.poolUse.active > 0) return true;
+      void route.pool.close();
+      logger.info({ route: route.cfg.name, upstream: route.cfg.upstream, why }, 'retired upstream pool closed');
+      return false;
+    });
+    if (retired.length > 0 && !sweeping) {
+      sweeping = true;
+      clock.setTimer(sweepRetired, POLL_MS * 5);
+    }
+  }
+
+  function attemptReload(file: string): ReloadResult {
+    if (draining()) {
+      logger.warn({ file }, 'config reload refused: draining');
+      return { result: 'error', reason: 'draining', file, message: 'draining: not reloading', problems: [] };
+    }
+    let next: Config;
+    try {
+      next = loadConfig(file);
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      const message = formatProblems(err.problems);
+      logger.error(
+        { file, problems: message.split('\n') },
+        `config reload failed: ${err.problems.length} problem(s); keeping the running config`,
+      );
+      return { result: 'error', reason: 'invalid_config', file, message, problems: err.problems };
+    }
+    const warnings = unappliable(started, next);
+    const swap = nextRuntime(runtime, next, runtimeDeps);
+    runtime = swap.runtime;
+    logger.level = next.log.level;
+    retired.push(...swap.retired);
+    sweepRetired();
+    for (const w of warnings) logger.warn({ file: next.file }, `config reload: ${w}`);
+    logger.info({ file: next.file, ...swap.changes }, 'config reloaded');
+    return { result: 'success', file: next.file, routes: swap.changes, warnings };
+  }
+
+  function reload(file = runtime.config.file): ReloadResult {
+    const result = attemptReload(file);
+    if (result.result === 'success') metrics.bindRoutes(runtime.routes);
+    metrics.configReloaded(result.result);
+    deps.onReload?.(result);
+    return result;
+  }
+
+  /** Requests admitted or queued anywhere, including routes a reload retired. */
+  function active(): number {
+    let n = 0;
+    const seen = new Set<object>();
+    for (const r of [...runtime.routes, ...retired.map((x) => x.route)]) {
+      if (seen.has(r.poolUse)) continue;
+      seen.add(r.poolUse);
+      n += r.poolUse.active;
+    }
+    return n;
+  }
+
+  /** Every route the instance still serves requests for, including retired ones. */
+  function allRoutes(): RouteRuntime[] {
+    return [...runtime.routes, ...retired.map((x) => x.route)];
+  }
+
+  async function waitIdle(timeoutMs: number): Promise<boolean> {
+    const end = clock.now() + timeoutMs;
+    while (active() > 0) {
+      if (clock.now() >= end) return false;
+      await delay(clock, Math.min(POLL_MS, end - clock.now()));
+    }
+    return true;
+  }
+
+  let drained: Promise<DrainReport> | null = null;
+  async function drainOnce(): Promise<DrainReport> {
+    const t0 = clock.now();
+    const { readinessGraceMs, drainTimeoutMs } = runtime.config.shutdown;
+    lifecycle.phase = 'draining';
+    logger.info({ readinessGraceMs, drainTimeoutMs, active: active() }, 'draining: readiness fails; still serving until the grace ends');
+    if (readinessGraceMs > 0) await delay(clock, readinessGraceMs);
+
+    lifecycle.phase = 'closing';
+    // Stops accepting connections and closes the idle ones; resolves once every connection is gone.
+    const closed = proxy.close();
+    logger.info({ active: active() }, 'draining: listener closed; waiting for admitted and queued requests');
+    const idle = await waitIdle(drainTimeoutMs);
+
+    let refusedQueued = 0;
+    let cut = 0;
+    if (!idle) {
+      lifecycle.phase = 'expired';
+      for (const r of allRoutes()) refusedQueued += r.limiter.refuseQueued('draining');
+      cut = active();
+      // In-flight upstream requests fail now and are answered 503 draining (or cut, if their response had begun).
+      const err = new Error('sluice: drain timeout');
+      for (const r of allRoutes()) void r.pool.destroy(err).catch(() => undefined);
+      logger.warn({ refusedQueued, cut, drainTimeoutMs }, 'drain timeout: refusing what is left');
+    }
+    // What remains are idle keep-alive connections and responses just written: let them flush, then close.
+    proxy.server.closeIdleConnections();
+    const flushed = await Promise.race([closed.then(() => true), delay(clock, FLUSH_MS).then(() => false)]);
+    if (!flushed) proxy.server.closeAllConnections();
+    await closed;
+    await Promise.all(allRoutes().map((r) => r.pool.close().catch(() => undefined)));
+    retired = [];
+    await admin.close();
+    const report: DrainReport = { refusedQueued, cut, durationMs: Math.round(clock.now() - t0) };
+    logger.info(report, 'drained');
+    return report;
   }
 
   const admin = buildAdmin({
     logger,
     state,
-    notReadyReason: () => (draining ? 'draining' : backlogVerdict(state().routes, config.readiness.maxBacklogSeconds)),
+    notReadyReason: () =>
+      draining() ? 'draining' : backlogVerdict(state().routes, runtime.config.readiness.maxBacklogSeconds),
     metrics,
+    reload: () => reload(),
   });
 
   return {
@@ -123,15 +330,22 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Slui
     logger,
     metrics,
     async listen(override = {}) {
-      await proxy.listen({ host: config.listen.host, port: override.proxyPort ?? config.listen.port });
-      await admin.listen({ host: config.admin.host, port: override.adminPort ?? config.admin.port });
+      await proxy.listen({ host: started.listen.host, port: override.proxyPort ?? started.listen.port });
+      await admin.listen({ host: started.admin.host, port: override.adminPort ?? started.admin.port });
       return { proxyUrl: urlOf(proxy), adminUrl: urlOf(admin) };
     },
     state,
+    config: () => runtime.config,
+    reload,
+    drain() {
+      drained ??= drainOnce();
+      return drained;
+    },
     async close() {
-      draining = true;
+      if (lifecycle.phase === 'serving') lifecycle.phase = 'closing';
       await Promise.all([proxy.close(), admin.close()]);
-      await Promise.all(runtime.routes.map((r) => r.pool.destroy()));
+      await Promise.all(allRoutes().map((r) => r.pool.destroy()));
+      retired = [];
     },
   };
 }

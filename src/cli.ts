@@ -15,7 +15,10 @@ const USAGE = `Usage:
   sluice --help            this text
   sluice --version         the version
 
-Signals: SIGTERM/SIGINT drain and exit 0.
+Signals: SIGHUP reloads the config file (the running config stays if the new one is invalid).
+         SIGTERM/SIGINT drain: /readyz fails at once, the listener closes after
+         shutdown.readinessGraceMs, admitted requests get shutdown.drainTimeoutMs
+         to finish, then exit 0. A second SIGTERM/SIGINT exits 1 at once.
 Exit codes: 0 ok, 1 runtime failure, 2 invalid config or usage.`;
 
 function version(): string {
@@ -59,12 +62,23 @@ async function run(file: string): Promise<void> {
     'sluice started',
   );
 
+  // SIGHUP: re-read the config file. reload() logs the outcome (problems with
+  // FILE:LINE:COL when the file is invalid; the running config stays).
+  process.on('SIGHUP', () => {
+    app.reload();
+  });
+
+  // SIGTERM/SIGINT: drain (readiness fails, then the listener closes and
+  // admitted work finishes) and exit 0. A second signal exits at once.
   let stopping = false;
   const stop = (signal: string) => {
-    if (stopping) return;
+    if (stopping) {
+      log.warn({ signal }, 'second signal: exiting without finishing the drain');
+      process.exit(1);
+    }
     stopping = true;
     log.info({ signal }, 'shutting down');
-    app.close().then(
+    app.drain().then(
       () => process.exit(0),
       (err: unknown) => {
         log.error({ err }, 'shutdown failed');

@@ -8,9 +8,11 @@
  *   GET /metrics       Prometheus text exposition
  *   GET /admin/state   JSON: per route limit, in-flight, queues, state, totals
  *   GET /              the live page (polls /admin/state)
+ *   POST /admin/reload re-reads the config file (200, 422 invalid, 409 draining)
  */
 import fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
+import type { ReloadResult } from '../app.js';
 import { LIVE_PAGE } from './live-page.js';
 import type { NotReady } from './readiness.js';
 
@@ -62,6 +64,14 @@ export interface AdminOptions {
   readonly notReadyReason: () => string | NotReady | null;
   /** The Prometheus exposition; /metrics answers 404 without it. */
   readonly metrics?: { readonly contentType: string; render(): Promise<string> };
+  /** POST /admin/reload: re-reads the config file; absent, the endpoint is not offered. */
+  readonly reload?: () => ReloadResult;
+}
+
+/** 200 reloaded (warnings, if any, in the body); 422 the file is invalid (running config kept); 409 draining. */
+function reloadStatus(r: ReloadResult): number {
+  if (r.result === 'success') return 200;
+  return r.reason === 'draining' ? 409 : 422;
 }
 
 export function buildAdmin(opts: AdminOptions): FastifyInstance {
@@ -91,5 +101,12 @@ export function buildAdmin(opts: AdminOptions): FastifyInstance {
       .header('content-security-policy', "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:")
       .send(LIVE_PAGE),
   );
+  const reload = opts.reload;
+  if (reload !== undefined) {
+    admin.post('/admin/reload', async (_req, reply) => {
+      const r = reload();
+      return reply.code(reloadStatus(r)).header('cache-control', 'no-store').send(r);
+    });
+  }
   return admin;
 }

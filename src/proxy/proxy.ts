@@ -10,12 +10,23 @@
  *                    response, whether it finished, the client left, or the
  *                    upstream broke, so every permit settles exactly once and
  *                    every ticket leaves its queue.
+ *
+ * Shadow routes ask limiter.acquireShadow instead: the request always starts
+ * at once (never queued, never refused); a refusal enforce mode would have
+ * given is reported (onShadowRefused, a sampled "would refuse" log line)
+ * instead of onAdmitted. It settles like any other permit.
+ *
+ * Drain (Lifecycle.phase, set by the app): once draining, every response
+ * asks the client to close its connection, so keep-alive clients move to
+ * other instances; once the listener is closed, requests still arriving on
+ * open connections are refused with 503 draining; when the drain timeout
+ * expires, upstream failures caused by closing the pools answer 503 draining.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import httpProxy from '@fastify/http-proxy';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Clock } from '../core/clock.js';
-import type { Outcome, Permit, Ticket } from '../core/limiter/limiter.js';
+import type { Outcome, Permit, ShadowPermit, Ticket } from '../core/limiter/limiter.js';
 import { refusal, type Refusal } from '../core/limiter/refusal.js';
 import { retryAfterSeconds } from '../core/retry-after.js';
 import type { Random } from '../core/clock.js';
@@ -35,7 +46,7 @@ export interface AdmissionEvents {
   onAdmitted?(route: RouteRuntime, lane: number, queuedMs: number): void;
   /** Refused; `queuedMs` is set when the request waited in the queue first (queue_timeout, deadline). */
   onRefused?(route: RouteRuntime, lane: number, r: Refusal, queuedMs?: number): void;
-  /** Shadow mode: `r` would have been the answer; the request is forwarded anyway. */
+  /** Shadow mode: `r` would have been the answer; the request is forwarded anyway. Fires instead of onAdmitted. */
   onShadowRefused?(route: RouteRuntime, lane: number, r: Refusal): void;
   /** The client left while queued: it left the queue and was never forwarded. */
   onAbandoned?(route: RouteRuntime, lane: number, queuedMs: number): void;
@@ -52,9 +63,23 @@ export interface UpstreamEvents {
 /** What the proxy reports as it works; observability plugs in here. All methods are optional no-ops. */
 export interface ProxyEvents extends AdmissionEvents, UpstreamEvents {}
 
+/**
+ * Where the instance is in a graceful drain; read on every request.
+ *   serving    normal
+ *   draining   readiness fails; requests are still served, each response closes its connection
+ *   closing    the listener is closed; requests on connections still open are refused (503 draining)
+ *   expired    the drain timeout passed; what is left is being cut
+ */
+export type Phase = 'serving' | 'draining' | 'closing' | 'expired';
+export interface Lifecycle {
+  phase: Phase;
+}
+
 export interface ProxyOptions {
   /** Returns the runtime in force; it may be swapped between requests (reload). */
   readonly runtime: () => Runtime;
+  /** The drain phase, owned by the app; always serving when left out. */
+  readonly lifecycle?: Lifecycle;
   readonly clock: Clock;
   readonly random: Random;
   readonly events?: ProxyEvents;
@@ -126,6 +151,8 @@ export async function proxyPlugin(app: FastifyInstance, opts: ProxyOptions): Pro
   const { clock, random } = opts;
   const events = opts.events ?? {};
   const refusalLog = opts.refusalLog ?? new SampledLog(clock, opts.refusalLogPerSecond ?? 20);
+  const shadowLog = new SampledLog(clock, opts.refusalLogPerSecond ?? 20);
+  const lifecycle: Lifecycle = opts.lifecycle ?? { phase: 'serving' };
   const dispatcher = new RouteDispatcher();
 
   app.decorateRequest('sluice', null);
@@ -150,7 +177,33 @@ export async function proxyPlugin(app: FastifyInstance, opts: ProxyOptions): Pro
     writeRefusal(reply.raw, r, request.id);
   }
 
+  function wouldRefuse(request: FastifyRequest, ctx: RequestCtx, r: Refusal): void {
+    events.onShadowRefused?.(ctx.route, ctx.lane, r);
+    const suppressed = shadowLog.admit();
+    if (suppressed >= 0) {
+      request.log.info(
+        { route: ctx.route.cfg.name, lane: ctx.route.laneNames[ctx.lane], reason: r.reason, status: r.status, shadow: true, suppressed },
+        'would refuse',
+      );
+    }
+  }
+
+  /** Shadow mode: decide as enforce would, report a would-be refusal, and start the request now. */
+  function admitShadow(request: FastifyRequest, ctx: RequestCtx, clientKey: string, rateRefusal: Refusal | null): void {
+    const permit: ShadowPermit = ctx.route.limiter.acquireShadow(ctx.lane, clientKey);
+    ctx.permit = permit;
+    const r = rateRefusal ?? permit.wouldRefuse;
+    if (r !== null) wouldRefuse(request, ctx, r);
+    else events.onAdmitted?.(ctx.route, ctx.lane, 0);
+  }
+
+  function drainRefusal(rt: Runtime): Refusal {
+    // The instance is going away: another one can take the retry at once.
+    return refusal('draining', retryAfterSeconds(0, rt.config.retryAfter, random));
+  }
+
   function onClose(ctx: RequestCtx, res: ServerResponse): void {
+    ctx.route.poolUse.active--;
     if (ctx.ticket !== null) {
       // The client left while queued: it leaves the queue now and is never forwarded.
       ctx.ticket.cancel();
@@ -176,6 +229,7 @@ export async function proxyPlugin(app: FastifyInstance, opts: ProxyOptions): Pro
   app.addHook('onRequest', (request, reply, done) => {
     const raw: IncomingMessage = request.raw;
     const res = reply.raw;
+    if (lifecycle.phase !== 'serving') res.setHeader('connection', 'close');
     const path = pathOf(raw.url ?? '/');
     if (isAmbiguousPath(path)) {
       reply.hijack();
@@ -194,12 +248,29 @@ export async function proxyPlugin(app: FastifyInstance, opts: ProxyOptions): Pro
     const ctx = new RequestCtx(route, lane);
     request.sluice = ctx;
 
+    if (lifecycle.phase !== 'serving' && lifecycle.phase !== 'draining') {
+      refuse(request, reply, ctx, drainRefusal(rt));
+      return;
+    }
+
+    let rateRefusal: Refusal | null = null;
     if (rt.clientRate !== null) {
       const wait = rt.clientRate.take(clientKey, clock.now());
       if (wait > 0) {
-        refuse(request, reply, ctx, refusal('client_rate', retryAfterSeconds(wait, rt.config.retryAfter, random)));
-        return;
+        rateRefusal = refusal('client_rate', retryAfterSeconds(wait, rt.config.retryAfter, random));
+        if (!route.shadow) {
+          refuse(request, reply, ctx, rateRefusal);
+          return;
+        }
       }
+    }
+
+    if (route.shadow) {
+      admitShadow(request, ctx, clientKey, rateRefusal);
+      route.poolUse.active++;
+      res.once('close', () => onClose(ctx, res));
+      done();
+      return;
     }
 
     const result = route.limiter.acquire(lane, clientKey, (later) => {
@@ -215,6 +286,7 @@ export async function proxyPlugin(app: FastifyInstance, opts: ProxyOptions): Pro
     switch (result.kind) {
       case 'permit':
         ctx.permit = result;
+        route.poolUse.active++;
         res.once('close', () => onClose(ctx, res));
         events.onAdmitted?.(route, lane, 0);
         done();
@@ -222,6 +294,7 @@ export async function proxyPlugin(app: FastifyInstance, opts: ProxyOptions): Pro
       case 'queued':
         ctx.ticket = result;
         ctx.queuedAt = clock.now();
+        route.poolUse.active++;
         res.once('close', () => onClose(ctx, res));
         return;
       case 'refused':
@@ -258,6 +331,8 @@ export async function proxyPlugin(app: FastifyInstance, opts: ProxyOptions): Pro
       },
       rewriteHeaders: (headers, request) => {
         if (request !== undefined) headers['x-request-id'] = request.id;
+        // Admitted before the drain began: still, do not keep the connection.
+        if (lifecycle.phase !== 'serving') headers['connection'] = 'close';
         return headers;
       },
       onResponse: (request, reply, res) => {
@@ -271,6 +346,14 @@ export async function proxyPlugin(app: FastifyInstance, opts: ProxyOptions): Pro
         const request = reply.request;
         const ctx = request.sluice as RequestCtx;
         if (ctx.aborted) return; // the client left; nobody to answer
+        if (lifecycle.phase === 'expired') {
+          // The drain ran out of time and closed the pools under this request.
+          ctx.outcome = 'ignore';
+          request.log.warn({ route: ctx.route.cfg.name }, 'request cut: drain timeout');
+          reply.hijack();
+          writeRefusal(reply.raw as ServerResponse, drainRefusal(opts.runtime()), request.id);
+          return;
+        }
         const { code, outcome } = classifyUpstreamError(error);
         ctx.outcome = outcome;
         events.onUpstreamError?.(ctx.route, code);

@@ -2,21 +2,47 @@
  * The proxy's view of one loaded config: the route table with a limiter and
  * a connection pool per route, the classifier and the per-client rate
  * buckets. Built once per config; the hot path only reads it.
+ *
+ * A reload builds the next Runtime from the previous one (nextRuntime) and
+ * the proxy swaps to it between two requests. Requests hold the RouteRuntime
+ * they were admitted under, so they finish under the config they started
+ * with. What carries over for a route that keeps its name:
+ *   limiter   the same object, reconfigured in place: its limit (unless the
+ *             limit config changed), in-flight, queues and per-client counts
+ *             stay, so a reload never lets a route exceed its limit;
+ *   pool      the same, unless the upstream or its timeouts changed;
+ *   metrics   routes are named the same, so counters continue.
+ * A removed route leaves the table (no new requests) and finishes what it
+ * holds; its pool, like a replaced one, is retired: it closes once no request
+ * that may still use it remains (PoolUse.active reaches 0).
  */
+import { isDeepStrictEqual } from 'node:util';
 import type { Pool } from 'undici';
 import type { Config, RouteConfig } from '../config/types.js';
 import type { Clock, Random } from '../core/clock.js';
 import { createLimit } from '../core/limit/create.js';
 import type { Limit } from '../core/limit/limit.js';
 import { ClientRate } from '../core/limiter/client-rate.js';
-import { Limiter } from '../core/limiter/limiter.js';
+import { Limiter, type LimiterPolicy } from '../core/limiter/limiter.js';
 import { createPool } from './upstream.js';
 import { RouteTable, clientKeyFn, type ClassifyInput } from './routes.js';
+
+/**
+ * Requests (queued or in flight) that may still send through a pool: counted
+ * by the proxy from admission to the response's end. Shared by every
+ * RouteRuntime that uses the pool.
+ */
+export interface PoolUse {
+  active: number;
+}
 
 export interface RouteRuntime {
   readonly cfg: RouteConfig;
   readonly limiter: Limiter;
   readonly pool: Pool;
+  readonly poolUse: PoolUse;
+  /** cfg.mode === 'shadow': decide and count, never refuse or queue. */
+  readonly shadow: boolean;
   readonly overloadStatuses: ReadonlySet<number>;
   readonly laneNames: readonly string[];
 }
@@ -36,34 +62,126 @@ export interface RuntimeDeps {
   readonly createLimit?: (route: RouteConfig) => Limit;
 }
 
-export function createRouteRuntime(cfg: RouteConfig, config: Config, deps: RuntimeDeps): RouteRuntime {
-  const limit = deps.createLimit ? deps.createLimit(cfg) : createLimit(cfg.limit);
+function limitFor(cfg: RouteConfig, deps: RuntimeDeps): Limit {
+  return deps.createLimit ? deps.createLimit(cfg) : createLimit(cfg.limit);
+}
+
+function limiterPolicy(cfg: RouteConfig, config: Config): LimiterPolicy {
+  return {
+    lanes: cfg.lanes,
+    clientMaxShare: config.clients.maxShare,
+    retryAfter: config.retryAfter,
+    // The shed signal is measured over the limit's window length.
+    overload: { ...cfg.overload, windowMs: cfg.limit.window.windowMs },
+  };
+}
+
+function routeRuntime(cfg: RouteConfig, limiter: Limiter, pool: Pool, poolUse: PoolUse): RouteRuntime {
   return {
     cfg,
-    limiter: new Limiter({
-      lanes: cfg.lanes,
-      limit,
-      clientMaxShare: config.clients.maxShare,
-      retryAfter: config.retryAfter,
-      clock: deps.clock,
-      random: deps.random,
-      // The shed signal is measured over the limit's window length.
-      overload: { ...cfg.overload, windowMs: cfg.limit.window.windowMs },
-    }),
-    pool: createPool(cfg),
+    limiter,
+    pool,
+    poolUse,
+    shadow: cfg.mode === 'shadow',
     overloadStatuses: new Set(cfg.limit.overloadStatuses),
     laneNames: cfg.lanes.map((l) => l.name),
   };
 }
 
-export function createRuntime(config: Config, deps: RuntimeDeps): Runtime {
-  const routes = config.routes.map((r) => createRouteRuntime(r, config, deps));
-  const rate = config.clients.rate;
+export function createRouteRuntime(cfg: RouteConfig, config: Config, deps: RuntimeDeps): RouteRuntime {
+  const limiter = new Limiter({
+    ...limiterPolicy(cfg, config),
+    limit: limitFor(cfg, deps),
+    clock: deps.clock,
+    random: deps.random,
+  });
+  return routeRuntime(cfg, limiter, createPool(cfg), { active: 0 });
+}
+
+function runtimeOf(config: Config, routes: RouteRuntime[], clientRate: ClientRate | null): Runtime {
   return {
     config,
     routes,
     table: new RouteTable(routes),
     clientKey: clientKeyFn(config.clients.key),
-    clientRate: rate ? new ClientRate(rate.perSecond, rate.burst) : null,
+    clientRate,
   };
+}
+
+function newClientRate(config: Config): ClientRate | null {
+  const rate = config.clients.rate;
+  return rate ? new ClientRate(rate.perSecond, rate.burst) : null;
+}
+
+export function createRuntime(config: Config, deps: RuntimeDeps): Runtime {
+  return runtimeOf(
+    config,
+    config.routes.map((r) => createRouteRuntime(r, config, deps)),
+    newClientRate(config),
+  );
+}
+
+/** A route whose pool (and with it, in-flight upstream connections) a reload has let go. */
+export interface Retired {
+  readonly route: RouteRuntime;
+  /** 'removed': gone from the config; 'replaced': its upstream or timeouts changed. */
+  readonly why: 'removed' | 'replaced';
+}
+
+export interface RouteChanges {
+  readonly added: readonly string[];
+  readonly removed: readonly string[];
+  /** Kept their limiter; their config changed. */
+  readonly changed: readonly string[];
+  readonly unchanged: readonly string[];
+  /** Of `changed`: routes whose limit config changed, so their limit starts again from `initial`. */
+  readonly limitReset: readonly string[];
+}
+
+export interface NextRuntime {
+  readonly runtime: Runtime;
+  /** Pools to close once their `poolUse.active` reaches 0. */
+  readonly retired: readonly Retired[];
+  readonly changes: RouteChanges;
+}
+
+/** The runtime for a reloaded `config`, carrying over what `prev` has learned and counts (see the file comment). */
+export function nextRuntime(prev: Runtime, config: Config, deps: RuntimeDeps): NextRuntime {
+  const byName = new Map(prev.routes.map((r) => [r.cfg.name, r]));
+  const retired: Retired[] = [];
+  const changes = { added: [] as string[], removed: [] as string[], changed: [] as string[], unchanged: [] as string[], limitReset: [] as string[] };
+  const policyChanged =
+    config.clients.maxShare !== prev.config.clients.maxShare || !isDeepStrictEqual(config.retryAfter, prev.config.retryAfter);
+
+  const routes = config.routes.map((cfg): RouteRuntime => {
+    const old = byName.get(cfg.name);
+    if (old === undefined) {
+      changes.added.push(cfg.name);
+      return createRouteRuntime(cfg, config, deps);
+    }
+    byName.delete(cfg.name);
+    if (isDeepStrictEqual(old.cfg, cfg) && !policyChanged) {
+      changes.unchanged.push(cfg.name);
+      return old;
+    }
+    changes.changed.push(cfg.name);
+    let limit: Limit | undefined;
+    if (!isDeepStrictEqual(old.cfg.limit, cfg.limit)) {
+      limit = limitFor(cfg, deps);
+      changes.limitReset.push(cfg.name);
+    }
+    old.limiter.reconfigure(limiterPolicy(cfg, config), limit);
+    const samePool = old.cfg.upstream === cfg.upstream && isDeepStrictEqual(old.cfg.timeouts, cfg.timeouts);
+    if (samePool) return routeRuntime(cfg, old.limiter, old.pool, old.poolUse);
+    retired.push({ route: old, why: 'replaced' });
+    return routeRuntime(cfg, old.limiter, createPool(cfg), { active: 0 });
+  });
+  for (const old of byName.values()) {
+    changes.removed.push(old.cfg.name);
+    retired.push({ route: old, why: 'removed' });
+  }
+
+  // Buckets carry over while their parameters stay: a reload is no way around a rate limit.
+  const clientRate = isDeepStrictEqual(config.clients.rate, prev.config.clients.rate) ? prev.clientRate : newClientRate(config);
+  return { runtime: runtimeOf(config, routes, clientRate), retired, changes };
 }

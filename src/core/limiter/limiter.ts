@@ -41,6 +41,18 @@
  * The limit learns from every settled permit except `ignore`; a change of
  * `limit.current` is applied at once: growth starts queued work, a shrink
  * lets in-flight work finish and starts nothing until under the new limit.
+ *
+ * Shadow mode (acquireShadow): the same decision is computed, but nobody
+ * waits and nobody is refused. A request that finds no room starts anyway as
+ * an over-limit permit: it counts in in-flight like any other (the limit
+ * learns from the real concurrency, later decisions see it) and settles
+ * exactly once like any other. The queue enforce mode would have built is
+ * modelled by those over-limit requests: one that finds its lane's
+ * over-limit count at queue.maxLength would have been refused queue_full.
+ *
+ * Reload (reconfigure): lanes are matched by name, so queued and in-flight
+ * work keeps its place and its accounting; a lane that disappears keeps
+ * serving what it holds, after every current lane, until it is empty.
  */
 import type { LaneConfig, RetryAfterConfig } from '../../config/types.js';
 import type { Clock, Random, Timer } from '../clock.js';
@@ -72,17 +84,27 @@ export interface Ticket {
   cancel(): void;
 }
 
-/** Receives the queued request's fate: a permit, or a refusal (timeout, deadline). */
+/** Receives the queued request's fate: a permit, or a refusal (timeout, deadline, draining). */
 export type Waiter = (result: Permit | Refusal) => void;
 
-export interface LimiterOptions {
-  readonly lanes: readonly LaneConfig[];
+/** A shadow-mode permit: the request starts now whatever the verdict. */
+export interface ShadowPermit extends Permit {
+  /** What enforce mode would have answered instead of a permit (or of a place in the queue), or null. */
+  readonly wouldRefuse: Refusal | null;
+}
+
+export interface LimiterOptions extends LimiterPolicy {
   readonly limit: Limit;
+  readonly clock: Clock;
+  readonly random: Random;
+}
+
+/** What a config reload may change on a running limiter (see reconfigure). */
+export interface LimiterPolicy {
+  readonly lanes: readonly LaneConfig[];
   /** clients.maxShare */
   readonly clientMaxShare: number;
   readonly retryAfter: RetryAfterConfig;
-  readonly clock: Clock;
-  readonly random: Random;
   /** The route's shed state; without it the route is never overloaded. */
   readonly overload?: ShedConfig;
 }
@@ -112,13 +134,21 @@ export interface LimiterSnapshot {
 }
 
 interface Lane {
-  readonly cfg: LaneConfig;
+  cfg: LaneConfig;
   readonly queue: WaitQueue<Entry>;
   inflight: number;
+  /** Of `inflight`: shadow-mode requests that started with no room (see acquireShadow). */
+  over: number;
   maxSlots: number;
   minSlots: number;
 }
 
+function newLane(cfg: LaneConfig): Lane {
+  return { cfg, queue: new WaitQueue<Entry>(), inflight: 0, over: 0, maxSlots: 1, minSlots: 0 };
+}
+
+// Entries and permits point at their Lane object, not at an index: a reload
+// may reorder or drop lanes while they are queued or in flight.
 class Entry implements QueueNode, Ticket {
   readonly kind = 'queued' as const;
   prev: QueueNode | null = null;
@@ -127,7 +157,7 @@ class Entry implements QueueNode, Ticket {
   timer: Timer | null = null;
   constructor(
     readonly limiter: Limiter,
-    readonly lane: number,
+    readonly lane: Lane,
     readonly clientKey: string,
     readonly enqueuedAt: number,
     readonly waiter: Waiter,
@@ -137,12 +167,16 @@ class Entry implements QueueNode, Ticket {
   }
 }
 
-class RoutePermit implements Permit {
+class RoutePermit implements ShadowPermit {
   readonly kind = 'permit' as const;
   settled = false;
+  /** Shadow mode: started with no room (counted in its lane's `over`). */
+  over = false;
+  wouldRefuse: Refusal | null = null;
   constructor(
     readonly limiter: Limiter,
     readonly lane: number,
+    readonly slot: Lane,
     readonly clientKey: string,
     readonly startedAt: number,
     readonly inflightAtStart: number,
@@ -156,19 +190,24 @@ class RoutePermit implements Permit {
 }
 
 export class Limiter {
-  private readonly lanes: Lane[];
+  /** The configured lanes in priority order, then lanes a reload removed that still hold work. */
+  private lanes: Lane[];
+  /** How many of `lanes` are configured; the rest are retired. */
+  private active: number;
   private readonly clock: Clock;
-  private readonly opts: LimiterOptions;
+  private opts: LimiterOptions;
   private readonly completions: RateMeter;
   /** Per client: permits held + tickets queued. Entries are deleted at zero (no leak). */
   private readonly clients = new Map<string, number>();
   private inflight = 0;
+  /** Of `inflight`: shadow-mode requests that started with no room. */
+  private over = 0;
   private queued = 0;
   private limitValue: number;
   private clientSlots = 1;
   private inDrain = false;
   private drainAgain = false;
-  private readonly shed: ShedControl | null;
+  private shed: ShedControl | null;
   /** Adaptive LIFO applies to the first lane only. */
   private readonly firstLaneStanding = new StandingQueue();
 
@@ -177,7 +216,8 @@ export class Limiter {
     this.clock = opts.clock;
     this.completions = new RateMeter(opts.clock.now());
     this.shed = opts.overload ? new ShedControl(opts.overload, opts.clock.now()) : null;
-    this.lanes = opts.lanes.map((cfg) => ({ cfg, queue: new WaitQueue<Entry>(), inflight: 0, maxSlots: 1, minSlots: 0 }));
+    this.lanes = opts.lanes.map(newLane);
+    this.active = this.lanes.length;
     this.limitValue = opts.limit.current;
     this.applyLimit();
   }
@@ -193,8 +233,7 @@ export class Limiter {
    * the request may wait.
    */
   acquire(lane: number, clientKey: string, waiter: Waiter, deadline = Infinity): Permit | Ticket | Refusal {
-    const l = this.lanes[lane];
-    if (l === undefined) throw new RangeError(`unknown lane index ${lane}`);
+    const l = this.configured(lane);
     const now = this.clock.now();
     const shed = this.shed;
     if (l.queue.length === 0 && this.canStart(l)) {
@@ -205,12 +244,11 @@ export class Limiter {
     // Overloaded: lower lanes may still take a free slot (the upstream stays
     // busy), but never wait: waiting is reserved for the first lane.
     if (lane > 0 && shed !== null && shed.overloaded(now)) return this.refuseShed(l, now);
-    if (this.overClientShare(clientKey)) return this.refuse('client_share', l);
-    if (l.queue.length >= l.cfg.queue.maxLength) return this.refuse('queue_full', l);
-    const waitUntil = Math.min(now + l.cfg.queue.maxWaitMs, deadline);
-    if (waitUntil <= now) return this.refuse('deadline', l);
+    const no = this.cannotWait(l, clientKey, l.queue.length, now, deadline);
+    if (no !== null) return this.refuse(no, l);
 
-    const entry = new Entry(this, lane, clientKey, now, waiter);
+    const waitUntil = Math.min(now + l.cfg.queue.maxWaitMs, deadline);
+    const entry = new Entry(this, l, clientKey, now, waiter);
     if (lane === 0 && l.queue.length === 0) this.firstLaneStanding.formed(now);
     l.queue.push(entry);
     this.queued++;
@@ -218,6 +256,96 @@ export class Limiter {
     const reason: RefusalReason = deadline < now + l.cfg.queue.maxWaitMs ? 'deadline' : 'queue_timeout';
     entry.timer = this.clock.setTimer(() => this.expire(entry, reason), waitUntil - now);
     return entry;
+  }
+
+  /**
+   * Shadow mode: computes what `acquire` would decide, but always returns a
+   * permit, so the request starts now. `wouldRefuse` carries the refusal
+   * enforce mode would have given. A request that would have had to wait
+   * is not a refusal unless its wait, estimated as the work ahead of it
+   * (every over-limit or queued request of the route) divided by the recent
+   * completion rate, runs past maxWaitMs or its deadline; that estimated
+   * wait also feeds the shed state, so an overloaded shadow route reports
+   * the shed_batch refusals enforce mode would give.
+   */
+  acquireShadow(lane: number, clientKey: string, deadline = Infinity): ShadowPermit {
+    const l = this.configured(lane);
+    const now = this.clock.now();
+    const shed = this.shed;
+    let wouldRefuse: Refusal | null = null;
+    const room = l.queue.length === 0 && this.canStart(l);
+    if (lane > 0 && shed !== null && shed.overloaded(now)) {
+      wouldRefuse = this.refuseShed(l, now);
+    } else if (room) {
+      shed?.record(0, now);
+    } else {
+      const no = this.cannotWait(l, clientKey, l.over + l.queue.length, now, deadline);
+      const waitMs = this.shadowWaitMs(now);
+      if (no !== null) {
+        wouldRefuse = this.refuse(no, l);
+      } else if (waitMs !== null) {
+        // As in acquire: the wait is capped by maxWaitMs or, when sooner, the deadline.
+        const budget = Math.min(l.cfg.queue.maxWaitMs, deadline - now);
+        if (waitMs > budget) {
+          wouldRefuse = this.refuse(deadline < now + l.cfg.queue.maxWaitMs ? 'deadline' : 'queue_timeout', l);
+        }
+        // The wait enforce mode would have seen feeds the shed state, as a real one does.
+        shed?.record(Math.min(waitMs, budget), now);
+      }
+    }
+    this.hold(clientKey);
+    const p = this.start(lane, l, clientKey, now, 0);
+    p.wouldRefuse = wouldRefuse;
+    if (!room) {
+      p.over = true;
+      l.over++;
+      this.over++;
+    }
+    return p;
+  }
+
+  /**
+   * Applies a reloaded policy in place: what the limiter counts (in flight,
+   * queued, per client, completion rate) is kept, so the route never admits
+   * more than its limit across a reload. Lanes are matched by name; a lane
+   * that is gone stops taking requests and serves what it holds after every
+   * configured lane. Queued requests keep the deadline they were given.
+   * A new `limit` (the route's limit config changed) replaces the algorithm;
+   * otherwise the current one and its learned value stay.
+   */
+  reconfigure(policy: LimiterPolicy, limit?: Limit): void {
+    const byName = new Map(this.lanes.map((l) => [l.cfg.name, l]));
+    const lanes = policy.lanes.map((cfg) => {
+      const kept = byName.get(cfg.name);
+      byName.delete(cfg.name);
+      if (kept === undefined) return newLane(cfg);
+      kept.cfg = cfg;
+      return kept;
+    });
+    this.active = lanes.length;
+    this.lanes = lanes.concat([...byName.values()].filter(busy));
+    this.opts = { ...this.opts, ...policy, limit: limit ?? this.opts.limit };
+    // The shed state (normal or overloaded, the window in progress) carries over; new thresholds apply from now.
+    if (policy.overload === undefined) this.shed = null;
+    else if (this.shed === null) this.shed = new ShedControl(policy.overload, this.clock.now());
+    else this.shed.reconfigure(policy.overload);
+    this.limitValue = this.opts.limit.current;
+    this.applyLimit();
+  }
+
+  /** Refuses every queued request with `reason` (a drain that ran out of time). Returns how many. */
+  refuseQueued(reason: RefusalReason): number {
+    let n = 0;
+    for (const l of this.lanes) {
+      for (let e = l.queue.oldest(); e !== null; e = l.queue.oldest()) {
+        this.dequeue(e);
+        this.unhold(e.clientKey);
+        n++;
+        e.waiter(this.refuse(reason, l));
+      }
+    }
+    this.prune();
+    return n;
   }
 
   /** A public, read-only view for /admin/state, metrics and tests. */
@@ -233,7 +361,7 @@ export class Limiter {
       queued: this.queued,
       clients: this.clients.size,
       completionsPerSecond: this.completions.perSecond(now),
-      lanes: this.lanes.map((l) => {
+      lanes: this.lanes.slice(0, this.active).map((l) => {
         const oldest = l.queue.oldest();
         return {
           name: l.cfg.name,
@@ -250,8 +378,12 @@ export class Limiter {
   /** @internal called by RoutePermit.settle (once). */
   release(p: RoutePermit, outcome: Outcome, rttMs?: number): void {
     this.inflight--;
-    const l = this.lanes[p.lane] as Lane;
+    const l = p.slot;
     l.inflight--;
+    if (p.over) {
+      l.over--;
+      this.over--;
+    }
     this.unhold(p.clientKey);
     const now = this.clock.now();
     this.completions.mark(now);
@@ -269,6 +401,7 @@ export class Limiter {
       }
     }
     this.drain();
+    if (this.lanes.length > this.active) this.prune();
   }
 
   /** @internal called by Entry.cancel: the client left while queued. */
@@ -279,20 +412,34 @@ export class Limiter {
     this.dequeue(e);
     this.unhold(e.clientKey);
     this.drain();
+    if (this.lanes.length > this.active) this.prune();
   }
 
   private expire(e: Entry, reason: RefusalReason): void {
     if (!e.linked) return;
-    const l = this.lanes[e.lane] as Lane;
     const now = this.clock.now();
     this.shed?.record(now - e.enqueuedAt, now);
     this.dequeue(e);
     this.unhold(e.clientKey);
-    e.waiter(this.refuse(reason, l));
+    if (this.lanes.length > this.active) this.prune();
+    e.waiter(this.refuse(reason, e.lane));
+  }
+
+  /** The configured lane at `index` (retired lanes take no new requests). */
+  private configured(index: number): Lane {
+    const l = index < this.active ? this.lanes[index] : undefined;
+    if (l === undefined) throw new RangeError(`unknown lane index ${index}`);
+    return l;
+  }
+
+  /** Drops retired lanes that hold nothing any more. */
+  private prune(): void {
+    const kept = this.lanes.filter((l, i) => i < this.active || busy(l));
+    if (kept.length !== this.lanes.length) this.lanes = kept;
   }
 
   private dequeue(e: Entry): void {
-    (this.lanes[e.lane] as Lane).queue.remove(e);
+    e.lane.queue.remove(e);
     this.queued--;
     e.timer?.cancel();
     e.timer = null;
@@ -305,7 +452,21 @@ export class Limiter {
   private start(index: number, l: Lane, clientKey: string, now: number, queuedMs: number): RoutePermit {
     this.inflight++;
     l.inflight++;
-    return new RoutePermit(this, index, clientKey, now, this.inflight, queuedMs);
+    return new RoutePermit(this, index, l, clientKey, now, this.inflight, queuedMs);
+  }
+
+  /** Why a request that cannot start now may not wait either (`waiting`: the queue it would join), or null. */
+  private cannotWait(l: Lane, clientKey: string, waiting: number, now: number, deadline: number): RefusalReason | null {
+    if (this.overClientShare(clientKey)) return 'client_share';
+    if (waiting >= l.cfg.queue.maxLength) return 'queue_full';
+    if (Math.min(now + l.cfg.queue.maxWaitMs, deadline) <= now) return 'deadline';
+    return null;
+  }
+
+  /** Shadow mode: the wait enforce mode would impose now (work ahead ÷ recent completion rate); null before any completion. */
+  private shadowWaitMs(now: number): number | null {
+    const rate = this.completions.perSecond(now);
+    return rate > 0 ? ((this.over + this.queued + 1) / rate) * 1000 : null;
   }
 
   /** Starts queued work while there is room. Re-entrant calls (from waiters) fold into the running loop. */
@@ -355,9 +516,11 @@ export class Limiter {
 
   private applyLimit(): void {
     const limit = this.limitValue;
-    for (const l of this.lanes) {
+    for (let i = 0; i < this.lanes.length; i++) {
+      const l = this.lanes[i] as Lane;
       l.maxSlots = l.cfg.maxShare >= 1 ? limit : Math.max(1, Math.ceil(l.cfg.maxShare * limit));
-      l.minSlots = l.cfg.minShare > 0 ? Math.max(1, Math.ceil(l.cfg.minShare * limit)) : 0;
+      // A retired lane reserves nothing: it only finishes what it holds.
+      l.minSlots = l.cfg.minShare > 0 && i < this.active ? Math.max(1, Math.ceil(l.cfg.minShare * limit)) : 0;
     }
     this.clientSlots = Math.max(1, Math.ceil(this.opts.clientMaxShare * limit));
     this.drain();
@@ -401,4 +564,8 @@ export class Limiter {
     if (rate <= 0) return l.cfg.queue.maxWaitMs / 1000;
     return (this.queued + 1) / rate;
   }
+}
+
+function busy(l: Lane): boolean {
+  return l.inflight > 0 || l.queue.length > 0;
 }

@@ -61,10 +61,15 @@ export class ShedControl {
   private lastSignal = 0;
 
   constructor(
-    private readonly cfg: ShedConfig,
+    private cfg: ShedConfig,
     now: number,
   ) {
     this.windowStart = now;
+  }
+
+  /** A reload changed the thresholds or the window length: the state and the window in progress carry over. */
+  reconfigure(cfg: ShedConfig): void {
+    this.cfg = cfg;
   }
 
   /** A request's queue wait ended (admitted, timed out, or its client left). */
