@@ -57,7 +57,7 @@ test('sluice --config starts the proxy, forwards, and exits 0 on SIGTERM', async
   const up = await startUpstream();
   const file = tempFile(
     'ok.yaml',
-    `listen: { host: 127.0.0.1, port: 0 }\nadmin: { host: 127.0.0.1, port: 0 }\nroutes:\n  - name: all\n    match: { pathPrefix: / }\n    upstream: ${up.url}\n`,
+    `listen: { host: 127.0.0.1, port: 0 }\nadmin: { host: 127.0.0.1, port: 0 }\nshutdown: { readinessGraceMs: 0 }\nroutes:\n  - name: all\n    match: { pathPrefix: / }\n    upstream: ${up.url}\n`,
   );
   const child = spawn(process.execPath, [cli, '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
   try {

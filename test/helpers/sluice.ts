@@ -2,11 +2,15 @@
  * Starts a real Sluice (proxy + admin listeners on 127.0.0.1 port 0) from a
  * YAML policy text, and talks to it over sockets with undici.
  */
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { pino } from 'pino';
 import { Agent, request as undiciRequest, type Dispatcher } from 'undici';
 import { buildApp, type AppDeps, type Sluice } from '../../src/app.js';
-import { parseConfig } from '../../src/config/load.js';
+import { loadConfig, parseConfig } from '../../src/config/load.js';
+import type { Config } from '../../src/config/types.js';
 import type { AdminState } from '../../src/observability/admin.js';
 
 export interface Running {
@@ -19,8 +23,28 @@ export interface Running {
   close(): Promise<void>;
 }
 
+const LOOPBACK = 'listen: { host: 127.0.0.1, port: 0 }\nadmin: { host: 127.0.0.1, port: 0 }\n';
+
 export async function startSluice(yaml: string, deps: AppDeps = {}): Promise<Running> {
-  const config = parseConfig(`listen: { host: 127.0.0.1, port: 0 }\nadmin: { host: 127.0.0.1, port: 0 }\n${yaml}`, 'test.yaml');
+  return startWith(parseConfig(`${LOOPBACK}${yaml}`, 'test.yaml'), deps);
+}
+
+/**
+ * Writes a policy, with the loopback port-0 listeners startSluice adds, to
+ * `file` (default: a new temp file); returns the path. Rewriting the same
+ * file and calling reload() is how tests change the running config.
+ */
+export function writePolicy(yaml: string, file = join(mkdtempSync(join(tmpdir(), 'sluice-')), 'sluice.yaml')): string {
+  writeFileSync(file, `${LOOPBACK}${yaml}`);
+  return file;
+}
+
+/** Like startSluice, but from a policy file (see writePolicy), so the instance can reload it. */
+export async function startSluiceFile(file: string, deps: AppDeps = {}): Promise<Running> {
+  return startWith(loadConfig(file), deps);
+}
+
+async function startWith(config: Config, deps: AppDeps): Promise<Running> {
   const logs: Record<string, unknown>[] = [];
   const logger = pino({ level: 'info' }, { write: (line: string) => void logs.push(JSON.parse(line) as Record<string, unknown>) });
   const app = await buildApp(config, { logger, ...deps });

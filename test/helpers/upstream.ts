@@ -21,6 +21,8 @@ export interface TestUpstream {
   releaseAll(): void;
   /** Resolves when `n` requests are being held. */
   waitHolding(n: number): Promise<void>;
+  /** TCP connections open to this upstream right now. */
+  connections(): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -113,6 +115,9 @@ export async function startUpstream(): Promise<TestUpstream> {
       return new Promise((resolve) => {
         waiters.push({ n, resolve });
       });
+    },
+    connections() {
+      return new Promise((resolve, reject) => server.getConnections((err, n) => (err ? reject(err) : resolve(n))));
     },
     async close() {
       for (const done of [...held.values()]) done();
