@@ -90,7 +90,7 @@ export interface Sluice {
   reload(file?: string): ReloadResult;
   /** The graceful shutdown (SIGTERM). Resolves once everything is closed; calling it again returns the same drain. */
   drain(): Promise<DrainReport>;
-  /** Closes at once: no readiness grace; requests in flight finish first. */
+  /** Closes at once: no readiness grace; requests in flight finish first. After drain(), waits for it. */
   close(): Promise<void>;
 }
 
@@ -295,8 +295,9 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Slui
     let cut = 0;
     if (!idle) {
       lifecycle.phase = 'expired';
+      const left = active();
       for (const r of allRoutes()) refusedQueued += r.limiter.refuseQueued('draining');
-      cut = active();
+      cut = left - refusedQueued;
       // In-flight upstream requests fail now and are answered 503 draining (or cut, if their response had begun).
       const err = new Error('sluice: drain timeout');
       for (const r of allRoutes()) void r.pool.destroy(err).catch(() => undefined);
@@ -342,7 +343,11 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Slui
       return drained;
     },
     async close() {
-      if (lifecycle.phase === 'serving') lifecycle.phase = 'closing';
+      if (drained !== null) {
+        await drained;
+        return;
+      }
+      lifecycle.phase = 'closing';
       await Promise.all([proxy.close(), admin.close()]);
       await Promise.all(allRoutes().map((r) => r.pool.destroy()));
       retired = [];
