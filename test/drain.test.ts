@@ -5,16 +5,11 @@
  * still accepts after readiness failed.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import { connect, type Socket } from 'node:net';
-import { join } from 'node:path';
-import type { Readable } from 'node:stream';
 import { after, before, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { startCli } from './helpers/cli.js';
 import { eventually, refusalOf, send, startSluiceFile, writePolicy, type Running } from './helpers/sluice.js';
 import { startUpstream, type TestUpstream } from './helpers/upstream.js';
-
-const cli = join(fileURLToPath(new URL('../../', import.meta.url)), 'build/src/cli.js');
 
 let up: TestUpstream;
 before(async () => {
@@ -56,37 +51,6 @@ function refusesConnections(url: string): Promise<boolean> {
     });
     sock.once('error', (e: NodeJS.ErrnoException) => resolve(e.code === 'ECONNREFUSED'));
   });
-}
-
-interface Cli {
-  readonly child: ChildProcessByStdio<null, Readable, Readable>;
-  readonly proxy: string;
-  readonly admin: string;
-  readonly logs: Record<string, unknown>[];
-  readonly exited: Promise<number | null>;
-}
-
-async function startCli(file: string): Promise<Cli> {
-  const child = spawn(process.execPath, [cli, '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const logs: Record<string, unknown>[] = [];
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  let buf = '';
-  child.stdout.on('data', (c: Buffer) => {
-    buf += c.toString();
-    const lines = buf.split('\n');
-    buf = lines.pop() ?? '';
-    for (const line of lines) if (line.trim() !== '') logs.push(JSON.parse(line) as Record<string, unknown>);
-  });
-  const startedLine = await Promise.race([
-    (async () => {
-      await eventually(() => logs.some((l) => l.msg === 'sluice started'), 'sluice started', 15_000);
-      return logs.find((l) => l.msg === 'sluice started') as { proxy: string; admin: string };
-    })(),
-    exited.then((code) => {
-      throw new Error(`sluice exited early with ${code}`);
-    }),
-  ]);
-  return { child, proxy: startedLine.proxy, admin: startedLine.admin, logs, exited };
 }
 
 test('SIGTERM: readiness fails first, the listener closes after the grace, admitted and queued requests finish, exit 0', { timeout: 60_000 }, async () => {

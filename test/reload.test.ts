@@ -8,6 +8,7 @@ import { after, before, test } from 'node:test';
 import type { ReloadResult } from '../src/app.js';
 import type { RouteConfig } from '../src/config/types.js';
 import type { Limit, Sample } from '../src/core/limit/limit.js';
+import { startCli } from './helpers/cli.js';
 import { eventually, send, startSluiceFile, writePolicy, type Answer, type Running } from './helpers/sluice.js';
 import { startUpstream, type TestUpstream } from './helpers/upstream.js';
 
@@ -315,4 +316,30 @@ test('a route switched from enforce to shadow by reload stops refusing', { timeo
     up1.releaseAll();
     await held;
   });
+});
+
+test('SIGHUP reloads the file in the running CLI; an invalid file is logged with file:line:col and changes nothing', { timeout: 60_000 }, async () => {
+  const main: Route = { name: 'main', prefix: '/api', upstream: up1.url };
+  const file = writePolicy(policy([main], { top: 'shutdown: { readinessGraceMs: 0 }' }));
+  const cli = await startCli(file);
+  try {
+    assert.equal((await send(`${cli.proxy}/hup/before`)).status, 404);
+    writePolicy(policy([main, { name: 'hup', prefix: '/hup', upstream: up2.url }], { top: 'shutdown: { readinessGraceMs: 0 }' }), file);
+    cli.child.kill('SIGHUP');
+    await eventually(() => cli.logs.some((l) => l.msg === 'config reloaded'), 'reloaded', 10_000);
+    assert.deepEqual(cli.logs.find((l) => l.msg === 'config reloaded')?.added, ['hup']);
+    assert.equal((await send(`${cli.proxy}/hup/after`)).status, 200);
+    assert.ok(up2.seen.includes('/hup/after'));
+
+    writeFileSync(file, 'routes:\n  - name: x\n    bogus: 1\n');
+    cli.child.kill('SIGHUP');
+    await eventually(() => cli.logs.some((l) => String(l.msg).startsWith('config reload failed')), 'reload failed', 10_000);
+    const failed = cli.logs.find((l) => String(l.msg).startsWith('config reload failed'))!;
+    assert.ok((failed.problems as string[]).some((p) => p.startsWith(`${file}:3:5: routes.0.bogus: `)), JSON.stringify(failed.problems));
+    assert.equal((await send(`${cli.proxy}/hup/still`)).status, 200, 'the running config stays');
+    cli.child.kill('SIGTERM');
+    assert.equal(await cli.exited, 0);
+  } finally {
+    cli.child.kill('SIGKILL');
+  }
 });
