@@ -235,7 +235,8 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Slui
     const warnings = unappliable(started, next);
     const swap = nextRuntime(runtime, next, runtimeDeps);
     runtime = swap.runtime;
-    logger.level = next.log.level;
+    // An injected logger belongs to the caller; one built here follows the file.
+    if (deps.logger === undefined) logger.level = next.log.level;
     retired.push(...swap.retired);
     sweepRetired();
     for (const w of warnings) logger.warn({ file: next.file }, `config reload: ${w}`);

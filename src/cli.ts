@@ -65,7 +65,12 @@ async function run(file: string): Promise<void> {
   // SIGHUP: re-read the config file. reload() logs the outcome (problems with
   // FILE:LINE:COL when the file is invalid; the running config stays).
   process.on('SIGHUP', () => {
-    app.reload();
+    try {
+      app.reload();
+    } catch (err) {
+      // Not a config problem (those come back as results): keep serving, say so.
+      log.error({ err }, 'config reload failed unexpectedly; keeping the running config');
+    }
   });
 
   // SIGTERM/SIGINT: drain (readiness fails, then the listener closes and

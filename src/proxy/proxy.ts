@@ -229,7 +229,8 @@ export async function proxyPlugin(app: FastifyInstance, opts: ProxyOptions): Pro
   app.addHook('onRequest', (request, reply, done) => {
     const raw: IncomingMessage = request.raw;
     const res = reply.raw;
-    if (lifecycle.phase !== 'serving') res.setHeader('connection', 'close');
+    const phase = lifecycle.phase;
+    if (phase !== 'serving') res.setHeader('connection', 'close');
     const path = pathOf(raw.url ?? '/');
     if (isAmbiguousPath(path)) {
       reply.hijack();
@@ -248,7 +249,7 @@ export async function proxyPlugin(app: FastifyInstance, opts: ProxyOptions): Pro
     const ctx = new RequestCtx(route, lane);
     request.sluice = ctx;
 
-    if (lifecycle.phase !== 'serving' && lifecycle.phase !== 'draining') {
+    if (phase !== 'serving' && phase !== 'draining') {
       refuse(request, reply, ctx, drainRefusal(rt));
       return;
     }

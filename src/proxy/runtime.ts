@@ -145,13 +145,18 @@ export interface NextRuntime {
   readonly changes: RouteChanges;
 }
 
-/** The runtime for a reloaded `config`, carrying over what `prev` has learned and counts (see the file comment). */
+/**
+ * The runtime for a reloaded `config`, carrying over what `prev` has learned
+ * and counts (see the file comment). Everything new is built before any
+ * running limiter is touched, so a failure leaves `prev` exactly as it was.
+ */
 export function nextRuntime(prev: Runtime, config: Config, deps: RuntimeDeps): NextRuntime {
   const byName = new Map(prev.routes.map((r) => [r.cfg.name, r]));
   const retired: Retired[] = [];
   const changes = { added: [] as string[], removed: [] as string[], changed: [] as string[], unchanged: [] as string[], limitReset: [] as string[] };
   const policyChanged =
     config.clients.maxShare !== prev.config.clients.maxShare || !isDeepStrictEqual(config.retryAfter, prev.config.retryAfter);
+  const reconfigure: (() => void)[] = [];
 
   const routes = config.routes.map((cfg): RouteRuntime => {
     const old = byName.get(cfg.name);
@@ -170,7 +175,7 @@ export function nextRuntime(prev: Runtime, config: Config, deps: RuntimeDeps): N
       limit = limitFor(cfg, deps);
       changes.limitReset.push(cfg.name);
     }
-    old.limiter.reconfigure(limiterPolicy(cfg, config), limit);
+    reconfigure.push(() => old.limiter.reconfigure(limiterPolicy(cfg, config), limit));
     const samePool = old.cfg.upstream === cfg.upstream && isDeepStrictEqual(old.cfg.timeouts, cfg.timeouts);
     if (samePool) return routeRuntime(cfg, old.limiter, old.pool, old.poolUse);
     retired.push({ route: old, why: 'replaced' });
@@ -183,5 +188,7 @@ export function nextRuntime(prev: Runtime, config: Config, deps: RuntimeDeps): N
 
   // Buckets carry over while their parameters stay: a reload is no way around a rate limit.
   const clientRate = isDeepStrictEqual(config.clients.rate, prev.config.clients.rate) ? prev.clientRate : newClientRate(config);
-  return { runtime: runtimeOf(config, routes, clientRate), retired, changes };
+  const runtime = runtimeOf(config, routes, clientRate);
+  for (const apply of reconfigure) apply();
+  return { runtime, retired, changes };
 }
