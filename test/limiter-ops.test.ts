@@ -9,6 +9,7 @@ import { ManualClock, seededRandom } from '../src/core/clock.js';
 import { FixedLimit, type Limit, type Sample } from '../src/core/limit/limit.js';
 import { Limiter, type LimiterPolicy, type Permit } from '../src/core/limiter/limiter.js';
 import type { Refusal } from '../src/core/limiter/refusal.js';
+import type { ShedConfig } from '../src/core/limiter/shed-state.js';
 
 function lane(name: string, o: Partial<LaneConfig> & { maxLength?: number; maxWaitMs?: number } = {}): LaneConfig {
   return {
@@ -35,11 +36,14 @@ class StepLimit implements Limit {
   }
 }
 
-function setup(opts: { limit?: number | Limit; lanes?: LaneConfig[]; clientMaxShare?: number } = {}) {
+const SHED: ShedConfig = { enterMs: 50, exitMs: 10, cooldownMs: 1000, windowMs: 100 };
+
+function setup(opts: { limit?: number | Limit; lanes?: LaneConfig[]; clientMaxShare?: number; overload?: ShedConfig } = {}) {
   const clock = new ManualClock(1000);
   const limit = typeof opts.limit === 'object' ? opts.limit : new FixedLimit(opts.limit ?? 2);
   const limiter = new Limiter({
     ...policy(opts.lanes ?? [lane('interactive'), lane('batch', { maxShare: 0.5 })], opts.clientMaxShare ?? 1),
+    ...(opts.overload && { overload: opts.overload }),
     limit,
     clock,
     random: seededRandom(3),
@@ -159,6 +163,19 @@ test('a reload that reorders lanes settles in-flight work into the right lane', 
   assert.equal(limiter.snapshot().inflight, 0);
 });
 
+test('reconfigure keeps the shed state: an overloaded route stays overloaded across a reload', () => {
+  const { clock, limiter, ask, permit } = setup({ limit: 1, overload: SHED });
+  const a = permit('a');
+  ask('b');
+  clock.advance(80);
+  a.settle('success'); // b waited 80 ms > enterMs
+  clock.advance(100); // the window closes
+  assert.equal(limiter.snapshot().state, 'overloaded');
+  limiter.reconfigure({ ...policy([lane('interactive'), lane('batch', { maxShare: 0.5 })]), overload: { ...SHED, cooldownMs: 2000 } });
+  assert.equal(limiter.snapshot().state, 'overloaded');
+  assert.equal((ask('batch', 1) as Refusal).reason, 'shed_batch');
+});
+
 // ---------------------------------------------------------------- refuseQueued
 
 test('refuseQueued answers every queued request 503 draining and leaves in-flight work alone', () => {
@@ -265,4 +282,21 @@ test('shadow and enforce requests share one account: enforce queues behind over-
   assert.deepEqual(started(), [], 'still at the limit with s2 in flight');
   s2.settle('success');
   assert.deepEqual(started(), ['e']);
+});
+
+test('shadow: the estimated queue wait feeds the shed state; an overloaded shadow route would shed batch', () => {
+  const { limiter, clock } = setup({ limit: 1, overload: SHED, lanes: [lane('interactive', { maxLength: 100 }), lane('batch')] });
+  // 10 completions per second.
+  for (let i = 0; i < 10; i++) {
+    limiter.acquireShadow(0, 'c1').settle('success');
+    clock.advance(100);
+  }
+  limiter.acquireShadow(0, 'c1');
+  // No room: about 1 / 10 per s = 100 ms of wait enforce mode would impose (> enterMs).
+  assert.equal(limiter.acquireShadow(0, 'c1').wouldRefuse, null);
+  assert.equal(limiter.acquireShadow(1, 'c1').wouldRefuse, null, 'not overloaded yet');
+  clock.advance(100); // the window closes with that wait in it
+  assert.equal(limiter.snapshot().state, 'overloaded');
+  assert.equal(limiter.acquireShadow(1, 'c1').wouldRefuse?.reason, 'shed_batch');
+  assert.equal(limiter.acquireShadow(0, 'c1').wouldRefuse, null, 'the first lane is never shed');
 });

@@ -47,6 +47,8 @@ classify:
     when: { header: { name: x-priority, value: batch } }
 defaults:
   timeouts: { connectMs: 1000, headersMs: 5000, bodyMs: 5000 }
+  # Queues here are deep on purpose; the route must not shed batch work for it.
+  overload: { enterMs: 600000, exitMs: 1 }
 routes:
 ${routes
   .map(
