@@ -9,6 +9,7 @@ import type { ReloadResult } from '../src/app.js';
 import type { RouteConfig } from '../src/config/types.js';
 import type { Limit, Sample } from '../src/core/limit/limit.js';
 import { startCli } from './helpers/cli.js';
+import { scrape } from './helpers/prom.js';
 import { eventually, send, startSluiceFile, writePolicy, type Answer, type Running } from './helpers/sluice.js';
 import { startUpstream, type TestUpstream } from './helpers/upstream.js';
 
@@ -218,6 +219,9 @@ test('an invalid file keeps the running config: 422 with every problem at file:l
     writeFileSync(file, '{{ not yaml');
     assert.equal((await send(`${s.adminUrl}/admin/reload`, { method: 'POST' })).status, 422);
     assert.equal((await send(`${s.url}/still-2`)).status, 200);
+    const m = await scrape(s.adminUrl);
+    assert.equal(m.value('sluice_config_reloads_total', { result: 'error' }), 2);
+    assert.equal(m.value('sluice_config_reloads_total', { result: 'success' }), 0);
   });
 });
 
@@ -235,6 +239,9 @@ test('POST /admin/reload applies a valid file and reports what changed', { timeo
     assert.equal(reloads.length, 1);
     assert.equal((await send(`${s.url}/reports/r1`)).status, 200);
     assert.ok(up2.seen.includes('/reports/r1'));
+    const m = await scrape(s.adminUrl);
+    assert.equal(m.value('sluice_config_reloads_total', { result: 'success' }), 1);
+    assert.equal(m.value('sluice_requests_total', { route: 'reports', lane: 'interactive', outcome: 'admitted' }), 1);
     assert.deepEqual(
       (await s.state()).routes.map((r) => [r.name, r.limit]),
       [

@@ -9,6 +9,7 @@ import type { RouteConfig } from '../src/config/types.js';
 import type { Limit, Sample } from '../src/core/limit/limit.js';
 import type { Refusal } from '../src/core/limiter/refusal.js';
 import type { RouteRuntime } from '../src/proxy/runtime.js';
+import { scrape } from './helpers/prom.js';
 import { eventually, send, startSluice, type Running } from './helpers/sluice.js';
 import { startUpstream, type TestUpstream } from './helpers/upstream.js';
 
@@ -88,6 +89,9 @@ test('shadow: a full route refuses nothing; each would-be refusal is counted and
       assert.match(String(l.requestId), /^w[1-4]$/);
     }
     assert.ok(!s.logs.some((l) => l.msg === 'request refused'));
+    const m = await scrape(s.adminUrl);
+    const requests = (outcome: string) => m.value('sluice_requests_total', { route: 'main', lane: 'interactive', outcome });
+    assert.deepEqual([requests('shadow_refused'), requests('admitted'), requests('refused')], [3, 1, 0]);
     await eventually(() => seen.settled === 4, 'every request settled once');
     const end = (await s.state()).routes[0]!;
     assert.deepEqual([end.inflight, end.queued], [0, 0]);
