@@ -173,6 +173,7 @@ test('reconfigure keeps the shed state: an overloaded route stays overloaded acr
   assert.equal(limiter.snapshot().state, 'overloaded');
   limiter.reconfigure({ ...policy([lane('interactive'), lane('batch', { maxShare: 0.5 })]), overload: { ...SHED, cooldownMs: 2000 } });
   assert.equal(limiter.snapshot().state, 'overloaded');
+  // b holds the only slot: batch would have to wait, and an overloaded route sheds it instead.
   assert.equal((ask('batch', 1) as Refusal).reason, 'shed_batch');
 });
 
@@ -297,6 +298,7 @@ test('shadow: the estimated queue wait feeds the shed state; an overloaded shado
   assert.equal(limiter.acquireShadow(1, 'c1').wouldRefuse, null, 'not overloaded yet');
   clock.advance(100); // the window closes with that wait in it
   assert.equal(limiter.snapshot().state, 'overloaded');
+  // No room for batch: enforce mode would have shed it rather than queue it.
   assert.equal(limiter.acquireShadow(1, 'c1').wouldRefuse?.reason, 'shed_batch');
   assert.equal(limiter.acquireShadow(0, 'c1').wouldRefuse, null, 'the first lane is never shed');
 });

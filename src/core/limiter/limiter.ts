@@ -274,10 +274,10 @@ export class Limiter {
     const shed = this.shed;
     let wouldRefuse: Refusal | null = null;
     const room = l.queue.length === 0 && this.canStart(l);
-    if (lane > 0 && shed !== null && shed.overloaded(now)) {
-      wouldRefuse = this.refuseShed(l, now);
-    } else if (room) {
+    if (room) {
       shed?.record(0, now);
+    } else if (lane > 0 && shed !== null && shed.overloaded(now)) {
+      wouldRefuse = this.refuseShed(l, now);
     } else {
       const no = this.cannotWait(l, clientKey, l.over + l.queue.length, now, deadline);
       const waitMs = this.shadowWaitMs(now);
