@@ -205,7 +205,8 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Slui
     sweeping = false;
     retired = retired.filter(({ route, why }) => {
       if (route.poolUse.active > 0) return true;
-      void route.pool.close();
+      // Graceful: lets anything still in the pool finish. It may already be destroyed by a drain timeout.
+      route.pool.close().catch(() => undefined);
       logger.info({ route: route.cfg.name, upstream: route.cfg.upstream, why }, 'retired upstream pool closed');
       return false;
     });

@@ -280,17 +280,19 @@ export class Limiter {
       wouldRefuse = this.refuseShed(l, now);
     } else {
       const no = this.cannotWait(l, clientKey, l.over + l.queue.length, now, deadline);
-      const waitMs = this.shadowWaitMs(now);
       if (no !== null) {
         wouldRefuse = this.refuse(no, l);
-      } else if (waitMs !== null) {
-        // As in acquire: the wait is capped by maxWaitMs or, when sooner, the deadline.
-        const budget = Math.min(l.cfg.queue.maxWaitMs, deadline - now);
-        if (waitMs > budget) {
-          wouldRefuse = this.refuse(deadline < now + l.cfg.queue.maxWaitMs ? 'deadline' : 'queue_timeout', l);
+      } else {
+        const waitMs = this.shadowWaitMs(now);
+        if (waitMs !== null) {
+          // As in acquire: the wait is capped by maxWaitMs or, when sooner, the deadline.
+          const budget = Math.min(l.cfg.queue.maxWaitMs, deadline - now);
+          if (waitMs > budget) {
+            wouldRefuse = this.refuse(deadline < now + l.cfg.queue.maxWaitMs ? 'deadline' : 'queue_timeout', l);
+          }
+          // The wait enforce mode would have seen feeds the shed state, as a real one does.
+          shed?.record(Math.min(waitMs, budget), now);
         }
-        // The wait enforce mode would have seen feeds the shed state, as a real one does.
-        shed?.record(Math.min(waitMs, budget), now);
       }
     }
     this.hold(clientKey);
