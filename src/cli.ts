@@ -43,24 +43,6 @@ async function run(file: string): Promise<void> {
   const config = load(file);
   const app = await buildApp(config);
   const log = app.logger;
-  const { proxyUrl, adminUrl } = await app.listen();
-  log.info(
-    {
-      proxy: proxyUrl,
-      admin: adminUrl,
-      config: config.file,
-      mode: config.mode,
-      routes: config.routes.map((r) => ({
-        name: r.name,
-        pathPrefix: r.match.pathPrefix,
-        upstream: r.upstream,
-        algorithm: r.limit.algorithm,
-        limit: r.limit.initial,
-        lanes: r.lanes.map((l) => `${l.name}(max ${l.maxShare}, min ${l.minShare}, queue ${l.queue.maxLength}/${l.queue.maxWaitMs}ms)`),
-      })),
-    },
-    'sluice started',
-  );
 
   // SIGHUP: re-read the config file. reload() logs the outcome (problems with
   // FILE:LINE:COL when the file is invalid; the running config stays).
@@ -93,6 +75,27 @@ async function run(file: string): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+
+  // Handlers first, then listen and announce: a signal right after the
+  // 'sluice started' line must find them in place.
+  const { proxyUrl, adminUrl } = await app.listen();
+  log.info(
+    {
+      proxy: proxyUrl,
+      admin: adminUrl,
+      config: config.file,
+      mode: config.mode,
+      routes: config.routes.map((r) => ({
+        name: r.name,
+        pathPrefix: r.match.pathPrefix,
+        upstream: r.upstream,
+        algorithm: r.limit.algorithm,
+        limit: r.limit.initial,
+        lanes: r.lanes.map((l) => `${l.name}(max ${l.maxShare}, min ${l.minShare}, queue ${l.queue.maxLength}/${l.queue.maxWaitMs}ms)`),
+      })),
+    },
+    'sluice started',
+  );
 }
 
 export async function main(argv: string[]): Promise<void> {
