@@ -16,11 +16,12 @@
  *   closed, and the admin listener goes last.
  */
 import { randomUUID } from 'node:crypto';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { ConfigError, formatProblems, loadConfig } from './config/load.js';
-import type { Config, ConfigProblem } from './config/types.js';
+import type { Config, ConfigProblem, ServerConfig } from './config/types.js';
 import { systemClock, type Clock, type Random } from './core/clock.js';
 import { buildAdmin, type AdminState, type RouteState } from './observability/admin.js';
 import { createLogger } from './observability/logger.js';
@@ -28,6 +29,7 @@ import { Metrics, teeEvents } from './observability/metrics.js';
 import { backlogSeconds, backlogVerdict } from './observability/readiness.js';
 import { SampledLog } from './observability/sampled-log.js';
 import { proxyPlugin, type Lifecycle, type ProxyEvents } from './proxy/proxy.js';
+import { rawErrorResponse, writeError, type ErrorCode } from './proxy/responses.js';
 import {
   createRuntime,
   nextRuntime,
@@ -107,6 +109,22 @@ function round1<T extends number | null>(x: T): T {
   return (x === null ? null : Math.round(x * 10) / 10) as T;
 }
 
+/**
+ * Node checks request timeouts on an interval (30 s by default), so a
+ * slow-loris connection could outlive headersTimeout by that much; check at
+ * a quarter of the shortest timeout, at most once a second.
+ */
+function timeoutCheckInterval(s: ServerConfig): number {
+  return Math.max(10, Math.min(1000, Math.floor(Math.min(s.headersTimeoutMs, s.requestTimeoutMs) / 4)));
+}
+
+/** Node's parser and timeout errors -> our codes (400 for anything malformed). */
+function clientErrorCode(err: { code?: string }): ErrorCode {
+  if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') return 'request_timeout';
+  if (err.code === 'HPE_HEADER_OVERFLOW') return 'headers_too_large';
+  return 'bad_request';
+}
+
 function urlOf(app: FastifyInstance): string {
   const a = app.server.address() as AddressInfo;
   const host = a.family === 'IPv6' ? `[${a.address}]` : a.address;
@@ -141,7 +159,17 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Slui
   const clock = deps.clock ?? systemClock;
   const random = deps.random ?? Math.random;
   const logger = deps.logger ?? createLogger(config.log);
-  const runtimeDeps: RuntimeDeps = { clock, random, createLimit: deps.createLimit };
+  // Set below, once the metrics exist; breakers only change state while requests run.
+  let events: ProxyEvents = {};
+  const runtimeDeps: RuntimeDeps = {
+    clock,
+    random,
+    createLimit: deps.createLimit,
+    onBreakerState(route, state) {
+      logger[state === 'closed' ? 'info' : 'warn']({ route: route.cfg.name, state }, 'circuit breaker state changed');
+      events.onBreakerState?.(route, state);
+    },
+  };
   let runtime: Runtime = createRuntime(config, runtimeDeps);
   /** The config whose listener addresses are in use. */
   const started = config;
@@ -156,7 +184,9 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Slui
     suppressedLogLines: () => refusalLog.suppressedTotal,
   });
   metrics.bindRoutes(runtime.routes);
+  events = deps.events ? teeEvents(metrics, deps.events) : metrics;
 
+  const srv = config.server;
   const proxy = fastify({
     loggerInstance: logger as FastifyBaseLogger,
     // Per-request info lines would cost more than admission itself; refusals and errors are logged explicitly.
@@ -165,13 +195,46 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Slui
     // Requests arriving on open connections while the listener closes reach the
     // proxy's hook, which answers them 503 draining in the refusal format.
     return503OnClosing: false,
+    // Slow and oversized requests are answered by Node's server (408, 431, 400) before any hook runs.
+    keepAliveTimeout: srv.keepAliveTimeoutMs,
+    requestTimeout: srv.requestTimeoutMs,
+    http: {
+      headersTimeout: srv.headersTimeoutMs,
+      requestTimeout: srv.requestTimeoutMs,
+      maxHeaderSize: srv.maxHeaderBytes,
+      connectionsCheckingInterval: timeoutCheckInterval(srv),
+    },
+    // Requests Node cannot parse or that break the limits above: a JSON answer
+    // in our format, then the connection closes (its framing is lost).
+    clientErrorHandler(err: Error & { code?: string }, socket: Socket) {
+      if (err.code === 'ECONNRESET' || socket.destroyed) return;
+      const code = clientErrorCode(err);
+      events.onClientError?.(code);
+      logger.debug({ code, err: err.message }, 'client error');
+      // As Node itself does: never write into a response of this connection that has already started.
+      const current = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+      if (socket.writable && current?.headersSent !== true) socket.write(rawErrorResponse(code));
+      socket.destroy();
+    },
+    // The router's own rejections (a path that is not valid percent-encoding).
+    frameworkErrors(error, request, reply) {
+      const code: ErrorCode = error.code === 'FST_ERR_BAD_URL' ? 'bad_path' : 'bad_request';
+      events.onClientError?.(code);
+      reply.hijack();
+      writeError(reply.raw, code, request.id);
+    },
+  });
+  // CONNECT (tunnelling) is never proxied; without a listener Node would drop the socket without a word.
+  proxy.server.on('connect', (_req: unknown, socket: Duplex) => {
+    events.onClientError?.('method_not_allowed');
+    socket.end(rawErrorResponse('method_not_allowed'), () => socket.destroy());
   });
   await proxy.register(proxyPlugin, {
     runtime: () => runtime,
     lifecycle,
     clock,
     random,
-    events: deps.events ? teeEvents(metrics, deps.events) : metrics,
+    events,
     refusalLog,
   });
 
@@ -194,6 +257,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Slui
         rtt: { recentMs: round1(s.rtt.recentMs), baselineMs: round1(s.rtt.baselineMs) },
         completionsPerSecond: Math.round(s.completionsPerSecond * 10) / 10,
         backlogSeconds: backlogSeconds(s.queued, s.completionsPerSecond),
+        circuitBreaker: r.breaker === null ? null : r.breaker.snapshot(),
         lanes: s.lanes.map((l) => ({ ...l, ...metrics.laneTotals(r.cfg.name, l.name) })),
       };
     });

@@ -81,6 +81,7 @@ test('a config with only a route gets every documented default', () => {
     mode: 'enforce',
     listen: { host: '0.0.0.0', port: 8080 },
     admin: { host: '127.0.0.1', port: 9901 },
+    server: { headersTimeoutMs: 10000, requestTimeoutMs: 300000, keepAliveTimeoutMs: 72000, maxHeaderBytes: 16384 },
     log: { level: 'info', pretty: false },
     lanes: DEFAULT_LANES,
     classify: [],
@@ -99,7 +100,7 @@ test('config.example.yaml loads, and its global and `defaults:` values are the d
   const minimal = parseConfig(yaml(...ROUTE), 'minimal.yaml');
   assert.equal(example.file, examplePath);
 
-  for (const key of ['mode', 'listen', 'admin', 'log', 'lanes', 'retryAfter', 'readiness', 'shutdown'] as const) {
+  for (const key of ['mode', 'listen', 'admin', 'server', 'log', 'lanes', 'retryAfter', 'readiness', 'shutdown'] as const) {
     assert.deepEqual(example[key], minimal[key], key);
   }
   assert.equal(example.clients.maxShare, 0.5);
@@ -329,7 +330,7 @@ test('the result is deeply frozen', () => {
 
 test('unknown keys are reported at the key, with the allowed keys', () => {
   assert.deepEqual(problems(yaml('lisen: { port: 80 }', ...ROUTE)), [
-    'x.yaml:1:1: lisen: unknown key (allowed: mode, listen, admin, log, lanes, classify, clients, retryAfter, readiness, shutdown, defaults, routes)',
+    'x.yaml:1:1: lisen: unknown key (allowed: mode, listen, admin, server, log, lanes, classify, clients, retryAfter, readiness, shutdown, defaults, routes)',
   ]);
   assert.deepEqual(problems(yaml(...ROUTE, '    limit: { initial: 5, maxx: 9 }')), [
     'x.yaml:5:26: routes.0.limit.maxx: unknown key (allowed: algorithm, initial, min, max, window, overloadStatuses, aimd, gradient, vegas, hysteresis)',
@@ -507,6 +508,17 @@ test('overload exitMs >= enterMs, vegas alpha >= beta, retryAfter min > max', ()
   assert.deepEqual(problems(yaml('retryAfter: { minSeconds: 60 }', ...ROUTE)), [
     'x.yaml:1:27: retryAfter.minSeconds: minSeconds (60) is greater than maxSeconds (30)',
   ]);
+});
+
+test('server: headersTimeoutMs cannot exceed requestTimeoutMs; maxHeaderBytes is bounded', () => {
+  assert.deepEqual(problems(yaml('server: { requestTimeoutMs: 5000 }', ...ROUTE)), [
+    'x.yaml:1:29: server.requestTimeoutMs: headersTimeoutMs (10000) is greater than requestTimeoutMs (5000): the headers are part of the request',
+  ]);
+  assert.deepEqual(problems(yaml('server: { maxHeaderBytes: 100 }', ...ROUTE)), [
+    'x.yaml:1:27: server.maxHeaderBytes: must be an integer between 1024 and 1048576',
+  ]);
+  const ok = parseConfig(yaml('server: { headersTimeoutMs: 500, requestTimeoutMs: 500, maxHeaderBytes: 8192 }', ...ROUTE), 'x.yaml');
+  assert.deepEqual(ok.server, { headersTimeoutMs: 500, requestTimeoutMs: 500, keepAliveTimeoutMs: 72000, maxHeaderBytes: 8192 });
 });
 
 test('per-route lane overrides are checked after merging', () => {

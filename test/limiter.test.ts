@@ -180,6 +180,45 @@ test('a deadline shorter than maxWait refuses with reason deadline when it passe
   assert.equal(past.reason, 'deadline');
 });
 
+test('a deadline the queue ahead cannot meet at the recent completion rate is refused at once', () => {
+  const { clock, ask, permit } = setup({ limit: 1, lanes: [lane('interactive'), lane('batch')] });
+  // About 10 completions per second.
+  for (let i = 0; i < 20; i++) {
+    const p = permit(`warm${i}`);
+    clock.advance(100);
+    p.settle('success');
+  }
+  permit('busy');
+  for (let i = 0; i < 4; i++) assert.equal(ask(`q${i}`).kind, 'queued');
+  // 4 ahead + itself at ~10/s is about 0.5 s.
+  const early = ask('tight', 0, 'c1', clock.now() + 300);
+  assert.equal(early.kind, 'refused');
+  assert.equal((early as Refusal).reason, 'deadline');
+  assert.ok((early as Refusal).retryAfterSeconds >= 1);
+  assert.equal(ask('loose', 0, 'c1', clock.now() + 700).kind, 'queued');
+  // Batch work waits behind interactive work; interactive work does not wait behind batch.
+  assert.equal(ask('batch-tight', 1, 'c1', clock.now() + 300).kind, 'refused');
+});
+
+test('an interactive deadline ignores the batch queue, which it would overtake', () => {
+  const { clock, ask, permit } = setup({ limit: 1, lanes: [lane('interactive'), lane('batch')] });
+  for (let i = 0; i < 20; i++) {
+    const p = permit(`warm${i}`);
+    clock.advance(100);
+    p.settle('success');
+  }
+  permit('busy');
+  for (let i = 0; i < 6; i++) assert.equal(ask(`b${i}`, 1).kind, 'queued');
+  assert.equal(ask('inter', 0, 'c1', clock.now() + 300).kind, 'queued');
+});
+
+test('without a completion rate to go by, a request with a deadline queues', () => {
+  const { clock, ask, permit } = setup({ limit: 1 });
+  permit('busy');
+  for (let i = 0; i < 5; i++) ask(`q${i}`);
+  assert.equal(ask('d', 0, 'c1', clock.now() + 10).kind, 'queued');
+});
+
 test('queued permits report how long they waited', () => {
   const { clock, permit, ask, laterPermit } = setup({ limit: 1 });
   const a = permit('a');

@@ -100,13 +100,18 @@ function setup(overload: ShedConfig = CFG) {
   });
   const started: string[] = [];
   const permits = new Map<string, Permit>();
-  const ask = (name: string, laneIndex = 0) => {
-    const r = limiter.acquire(laneIndex, 'c', (later) => {
-      if (later.kind === 'permit') {
-        started.push(name);
-        permits.set(name, later);
-      }
-    });
+  const ask = (name: string, laneIndex = 0, deadline?: number) => {
+    const r = limiter.acquire(
+      laneIndex,
+      'c',
+      (later) => {
+        if (later.kind === 'permit') {
+          started.push(name);
+          permits.set(name, later);
+        }
+      },
+      deadline,
+    );
     if (r.kind === 'permit') permits.set(name, r);
     return r;
   };
@@ -203,6 +208,29 @@ test('limiter: while overloaded with a standing queue, the first lane serves new
   finish('h');
   finish('i3');
   assert.deepEqual(started, ['i3', 'i2']);
+});
+
+test('limiter: a deadline estimate counts no queue ahead while the first lane runs newest first', () => {
+  // The same queue and completion rate (2 completions in the first ~0.37 s): FIFO puts a newcomer
+  // behind three (~0.74 s), LIFO at the front (~0.19 s). A 400 ms budget fits only the latter.
+  const tight = (cfg: ShedConfig) => {
+    const { clock, limiter, ask, hold, finish } = setup(cfg);
+    hold('s1');
+    ask('s2');
+    clock.advance(150);
+    finish('s1');
+    finish('s2');
+    clock.advance(100);
+    const overloaded = limiter.snapshot().state === 'overloaded';
+    hold('h');
+    for (const name of ['i1', 'i2', 'i3']) {
+      ask(name);
+      clock.advance(40);
+    }
+    return { overloaded, kind: ask('tight', 0, clock.now() + 400).kind };
+  };
+  assert.deepEqual(tight(CFG), { overloaded: true, kind: 'queued' });
+  assert.deepEqual(tight({ ...CFG, enterMs: 10_000 }), { overloaded: false, kind: 'refused' });
 });
 
 test('limiter: the first lane stays FIFO while normal, even with a standing queue', () => {

@@ -18,6 +18,7 @@ export interface Parts {
   readonly lanes: readonly Lane[] | undefined;
   readonly classify: readonly (DeepPartial<Rule> | undefined)[];
   readonly retryAfter: { readonly minSeconds: number; readonly maxSeconds: number } | undefined;
+  readonly server: { readonly headersTimeoutMs: number; readonly requestTimeoutMs: number } | undefined;
   readonly defaults: Policy | undefined;
   /** A rule or route that failed the schema holds only its valid keys (at any depth); `undefined` if none. */
   readonly routes: readonly (DeepPartial<Route> | undefined)[];
@@ -60,6 +61,15 @@ export function crossChecks(parts: Parts, merged: readonly Merged[], isSet: (pat
   if (retryAfter && retryAfter.minSeconds > retryAfter.maxSeconds) {
     const at = blame([['retryAfter', 'minSeconds'], ['retryAfter', 'maxSeconds']], ['retryAfter']);
     report(at, `minSeconds (${retryAfter.minSeconds}) is greater than maxSeconds (${retryAfter.maxSeconds})`);
+  }
+
+  const { server } = parts;
+  if (server && server.headersTimeoutMs > server.requestTimeoutMs) {
+    const at = blame([['server', 'headersTimeoutMs'], ['server', 'requestTimeoutMs']], ['server']);
+    report(
+      at,
+      `headersTimeoutMs (${server.headersTimeoutMs}) is greater than requestTimeoutMs (${server.requestTimeoutMs}): the headers are part of the request`,
+    );
   }
 
   duplicates(parts.routes.map((r) => r?.name), 'route', ['routes'], report);

@@ -230,6 +230,7 @@ function salvage(raw: Record<string, unknown>): Parts {
     lanes: lanes.success ? lanes.data : undefined,
     classify: items(ruleSchema, raw['classify']) as Parts['classify'],
     retryAfter: configSchema.shape.retryAfter.parse(validPart(configSchema.shape.retryAfter, raw['retryAfter']) ?? {}),
+    server: configSchema.shape.server.parse(validPart(configSchema.shape.server, raw['server']) ?? {}),
     defaults: policySchema.parse(validPart(policySchema, raw['defaults']) ?? {}),
     routes: items(routeSchema, raw['routes']) as Parts['routes'],
   };
@@ -331,6 +332,7 @@ function build(data: RawConfig, merged: readonly Merged[], file: string): Config
     mode: data.mode,
     listen: data.listen,
     admin: data.admin,
+    server: data.server,
     log: data.log,
     lanes,
     classify: data.classify.map((rule) => ({

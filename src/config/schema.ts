@@ -290,6 +290,12 @@ export const configSchema = obj({
   mode: oneOf(MODES).default('enforce'),
   listen: listen('0.0.0.0', 8080),
   admin: listen('127.0.0.1', 9901),
+  server: obj({
+    headersTimeoutMs: int(1).default(10_000),
+    requestTimeoutMs: int(1).default(300_000),
+    keepAliveTimeoutMs: int(1).default(72_000),
+    maxHeaderBytes: int(1024, 1_048_576).default(16_384),
+  }).prefault({}),
   log: obj({
     level: oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     pretty: bool().default(false),

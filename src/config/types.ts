@@ -129,12 +129,24 @@ export interface RouteConfig {
   readonly circuitBreaker: CircuitBreakerConfig;
 }
 
+/**
+ * The proxy listener's protection against slow and oversized requests
+ * (slow-loris, header floods). Node's HTTP server enforces these.
+ */
+export interface ServerConfig {
+  readonly headersTimeoutMs: number; // 10000: request line + headers must arrive within this, else 408 and close
+  readonly requestTimeoutMs: number; // 300000: the whole request, body included (>= headersTimeoutMs)
+  readonly keepAliveTimeoutMs: number; // 72000: idle keep-alive client connections close after this
+  readonly maxHeaderBytes: number; // 16384: a larger request head gets 431
+}
+
 export interface Config {
   /** Absolute path of the file this was loaded from ('' when built in code). */
   readonly file: string;
   readonly mode: Mode; // default enforce
   readonly listen: Listen; // 0.0.0.0:8080
   readonly admin: Listen; // 127.0.0.1:9901
+  readonly server: ServerConfig;
   readonly log: { readonly level: LogLevel; readonly pretty: boolean };
   readonly lanes: readonly LaneConfig[];
   readonly classify: readonly ClassifyRule[];

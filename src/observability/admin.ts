@@ -13,6 +13,7 @@
 import fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { ReloadResult } from '../app.js';
+import type { BreakerSnapshot } from '../core/breaker.js';
 import { LIVE_PAGE } from './live-page.js';
 import type { NotReady } from './readiness.js';
 
@@ -48,6 +49,8 @@ export interface RouteState {
   readonly completionsPerSecond: number;
   /** Estimated seconds to drain the queues (queued / completion rate); null when nothing completes while requests wait. */
   readonly backlogSeconds: number | null;
+  /** null when the route's breaker is disabled. */
+  readonly circuitBreaker: BreakerSnapshot | null;
   readonly lanes: readonly LaneState[];
 }
 

@@ -47,11 +47,32 @@ const ERROR_KIND: Readonly<Record<ErrorCode, string>> = {
   upstream_connect_timeout: 'connect_timeout',
   upstream_unreachable: 'unreachable',
   bad_upstream_response: 'bad_response',
+  upstream_body_timeout: 'body_timeout',
+  upstream_body_reset: 'body_reset',
+  deadline_exceeded: 'deadline_exceeded',
   no_route: 'other',
   bad_path: 'other',
+  bad_deadline: 'other',
+  bad_request: 'other',
+  method_not_allowed: 'other',
+  request_timeout: 'other',
+  headers_too_large: 'other',
   internal_error: 'other',
 };
 const ERROR_KINDS = [...new Set(Object.values(ERROR_KIND))];
+
+/** sluice_client_errors_total{code}: the 4xx answers Sluice gives before admission. */
+const CLIENT_ERROR_CODES: readonly ErrorCode[] = [
+  'bad_request',
+  'request_timeout',
+  'headers_too_large',
+  'bad_path',
+  'bad_deadline',
+  'no_route',
+  'method_not_allowed',
+];
+
+const BREAKER_STATES = ['closed', 'open', 'half_open'] as const;
 
 const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const;
 
@@ -151,9 +172,15 @@ export class Metrics implements ProxyEvents {
   );
   private readonly upstreamErrors = new CounterFamily(
     'sluice_upstream_errors_total',
-    'Upstream requests that failed without a response: refused, reset, timeout (headers), connect_timeout, unreachable, bad_response.',
+    'Upstream requests that failed: without a response (refused, reset, timeout (headers), connect_timeout, unreachable, bad_response, deadline_exceeded: the caller\'s budget ran out first), or mid-body (body_timeout, body_reset: the client\'s stream was cut).',
     ['route', 'kind'],
   );
+  private readonly clientErrors = new CounterFamily(
+    'sluice_client_errors_total',
+    'Requests Sluice answered with a 4xx itself before admission: bad_request (unparsable), request_timeout (slow head or body), headers_too_large, bad_path, bad_deadline, no_route, method_not_allowed.',
+    ['code'],
+  );
+  private readonly clientErrorCells = new Map<ErrorCode, CounterCell>();
   private readonly reloads = new CounterFamily(
     'sluice_config_reloads_total',
     'Config reloads, by result (error: the new file was invalid and the running config was kept).',
@@ -162,9 +189,10 @@ export class Metrics implements ProxyEvents {
 
   constructor(private readonly opts: MetricsOptions) {
     const r = this.registry;
-    for (const f of [this.requests, this.rejections, this.settled, this.queueWait, this.latency, this.retryAfter, this.upstreamErrors, this.reloads]) {
+    for (const f of [this.requests, this.rejections, this.settled, this.queueWait, this.latency, this.retryAfter, this.upstreamErrors, this.clientErrors, this.reloads]) {
       r.registerMetric(f.asMetric());
     }
+    for (const code of CLIENT_ERROR_CODES) this.clientErrorCells.set(code, this.clientErrors.cell(code));
     this.reloads.cell('success');
     this.reloads.cell('error');
 
@@ -229,6 +257,24 @@ export class Metrics implements ProxyEvents {
       'Estimated time to drain the route\'s queues at its recent completion rate (+Inf when requests wait and nothing completes); /readyz fails above readiness.maxBacklogSeconds.',
       (s) => (s.backlogSeconds === null ? Infinity : s.backlogSeconds),
     );
+    new Gauge({
+      name: 'sluice_circuit_breaker_state',
+      help: "1 for the state each route's circuit breaker is in (closed, open, half_open), 0 for the others; routes with the breaker disabled have no series.",
+      labelNames: ['route', 'state'],
+      registers: [r],
+      collect() {
+        this.reset();
+        for (const s of routes()) {
+          const b = s.circuitBreaker;
+          if (b !== null) for (const state of BREAKER_STATES) this.set({ route: s.name, state }, b.state === state ? 1 : 0);
+        }
+      },
+    });
+    const opens = new CounterFamily('sluice_circuit_breaker_opens_total', "Times the route's circuit breaker opened.", ['route']);
+    opens.collect = () => {
+      for (const s of routes()) if (s.circuitBreaker !== null) opens.cell(s.name).value = s.circuitBreaker.opens;
+    };
+    r.registerMetric(opens.asMetric());
     perLane('sluice_inflight', 'Requests admitted and not yet finished.', (l) => l.inflight);
     perLane('sluice_queue_depth', 'Requests waiting for a slot.', (l) => l.queued);
     perLane('sluice_oldest_queued_seconds', 'Age of the oldest request waiting in the lane (0 when empty).', (l) => l.oldestQueuedMs / 1000);
@@ -324,6 +370,11 @@ export class Metrics implements ProxyEvents {
     (this.route(route).errors[ERROR_KIND[code]] as CounterCell).value++;
   }
 
+  onClientError(code: ErrorCode): void {
+    const cell = this.clientErrorCells.get(code);
+    if (cell !== undefined) cell.value++;
+  }
+
   // ------------------------------------------------------------ binding
 
   private lane(route: RouteRuntime, lane: number): BoundLane {
@@ -374,6 +425,8 @@ const EVENT_NAMES: Readonly<Record<keyof ProxyEvents, true>> = {
   onSettled: true,
   onUpstreamResponse: true,
   onUpstreamError: true,
+  onBreakerState: true,
+  onClientError: true,
 };
 
 /** Both receivers get every event, `a` first. Built once; each call costs one extra call per receiver. */

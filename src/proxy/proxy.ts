@@ -2,19 +2,43 @@
  * The proxy port: route, classify, admit / queue / refuse, forward, settle
  * (../shared/DESIGN.md §1).
  *
- *   onRequest hook   match route -> classify lane + client key -> rate ->
- *                    limiter.acquire: permit (continue), ticket (continue
- *                    later), refusal (answered here, nothing forwarded)
- *   handler          @fastify/http-proxy -> reply-from -> the route's undici pool
+ *   onRequest hook   match route -> classify lane + client key -> deadline
+ *                    -> circuit breaker -> rate -> limiter.acquire: permit
+ *                    (continue), ticket (continue later), refusal (answered
+ *                    here, nothing forwarded)
+ *   handler          @fastify/http-proxy -> reply-from -> the route's undici
+ *                    pool, timeouts shortened to the caller's remaining budget
  *   res 'close'      the single settlement point: it fires exactly once per
  *                    response, whether it finished, the client left, or the
- *                    upstream broke, so every permit settles exactly once and
- *                    every ticket leaves its queue.
+ *                    upstream broke, so every permit settles exactly once,
+ *                    every ticket leaves its queue and every breaker
+ *                    admission is recorded.
+ *
+ * Upstream faults and what the client sees
+ *   before response headers   connect refused / unreachable / connect timeout /
+ *                             reset / headers timeout / garbage: a 502 or 504
+ *                             JSON answer (onError, classifyUpstreamError)
+ *   after response headers    body timeout or reset mid-body: the status and
+ *                             headers are already out, so the stream is cut:
+ *                             the connection closes before the body's end
+ *                             (content-length short, or no last chunk), never
+ *                             a silent hang or a body that looks complete
+ * Each fault is reported once through events.onUpstreamError.
+ *
+ * Circuit breaker results (core/breaker.ts): 'failure' is any of the faults
+ * above, except a timeout that only fired because the caller's own deadline
+ * was shorter than the route's timeout (deadline_exceeded: that is the
+ * caller's budget, not the upstream's health, and a client must not be able
+ * to open the breaker for everyone by sending tiny deadlines). 'success' is
+ * any complete upstream response, whatever its status: overload statuses
+ * (503, 429...) are the adaptive limit's business, not the breaker's.
+ * 'ignore' is everything else: refused, or the client left.
  *
  * Shadow routes ask limiter.acquireShadow instead: the request always starts
  * at once (never queued, never refused); a refusal enforce mode would have
  * given is reported (onShadowRefused, a sampled "would refuse" log line)
- * instead of onAdmitted. It settles like any other permit.
+ * instead of onAdmitted. It settles like any other permit. An open circuit
+ * or a spent deadline is such a would-be refusal too.
  *
  * Drain (Lifecycle.phase, set by the app): once draining, every response
  * asks the client to close its connection, so keep-alive clients move to
@@ -23,18 +47,22 @@
  * expires, upstream failures caused by closing the pools answer 503 draining.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
 import httpProxy from '@fastify/http-proxy';
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { Clock } from '../core/clock.js';
+import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Pool } from 'undici';
+import type { RetryAfterConfig } from '../config/types.js';
+import { REFUSED, type Breaker, type BreakerResult, type BreakerStateName } from '../core/breaker.js';
+import type { Clock, Random, Timer } from '../core/clock.js';
 import type { Outcome, Permit, ShadowPermit, Ticket } from '../core/limiter/limiter.js';
 import { refusal, type Refusal } from '../core/limiter/refusal.js';
 import { retryAfterSeconds } from '../core/retry-after.js';
-import type { Random } from '../core/clock.js';
 import { SampledLog } from '../observability/sampled-log.js';
+import { formatBudget, parseBudgetMs } from './deadline.js';
 import { writeError, writeRefusal, type ErrorCode } from './responses.js';
 import { classify, isAmbiguousPath, pathOf } from './routes.js';
 import type { RouteRuntime, Runtime } from './runtime.js';
-import { RouteDispatcher, UpstreamSignal } from './upstream.js';
+import { RouteDispatcher, UpstreamSignal, type Dispatching } from './upstream.js';
 
 /**
  * Admission decisions. Every request that matched a route ends in exactly one
@@ -51,13 +79,22 @@ export interface AdmissionEvents {
   /** The client left while queued: it left the queue and was never forwarded. */
   onAbandoned?(route: RouteRuntime, lane: number, queuedMs: number): void;
   onSettled?(route: RouteRuntime, lane: number, outcome: Outcome): void;
+  /**
+   * Sluice answered a 4xx itself, before admission: malformed, oversized or too
+   * slow requests (emitted by app.ts), bad paths, bad deadlines, no route, a
+   * method that is never proxied.
+   */
+  onClientError?(code: ErrorCode): void;
 }
 
 /** What happened upstream, for admitted requests. */
 export interface UpstreamEvents {
   /** Response headers arrived `rttMs` after dispatch. */
   onUpstreamResponse?(route: RouteRuntime, status: number, rttMs: number): void;
+  /** Every upstream fault, once per request: before headers (502/504 answered) or mid-body (`upstream_body_*`). */
   onUpstreamError?(route: RouteRuntime, code: ErrorCode): void;
+  /** A route's circuit breaker changed state (wired to the breakers by app.ts through RuntimeDeps). */
+  onBreakerState?(route: RouteRuntime, state: BreakerStateName): void;
 }
 
 /** What the proxy reports as it works; observability plugs in here. All methods are optional no-ops. */
@@ -90,23 +127,46 @@ export interface ProxyOptions {
 }
 
 const ABORTED = new Error('client closed the connection');
+const DEADLINE = new Error("the caller's deadline passed before the upstream answered");
 
-/** Per-request state; it doubles as the upstream abort signal. */
-class RequestCtx extends UpstreamSignal {
+/**
+ * Per-request state. It doubles as the upstream abort signal and as the
+ * dispatcher's per-request options, so forwarding allocates nothing more.
+ */
+class RequestCtx extends UpstreamSignal implements Dispatching {
   permit: Permit | null = null;
   ticket: Ticket | null = null;
   /** Clock time the request entered a queue (-1: never queued). */
   queuedAt = -1;
+  /** The circuit breaker admission to record at settlement, or REFUSED when none is held. */
+  admission = REFUSED;
+  /** Absolute deadline (clock ms) from the caller's deadline header; Infinity when none. */
+  deadline = Infinity;
+  /** Budget left when dispatched (ms), forwarded upstream in the deadline header. */
+  budgetMs = 0;
+  headersTimeout = 0;
+  bodyTimeout = 0;
+  /** Fires when the budget runs out before the upstream's headers arrive. */
+  deadlineTimer: Timer | null = null;
   dispatchedAt = 0;
   rttMs = -1;
   status = 0;
+  /** The upstream response body while it streams, to tell an upstream failure from a client abort. */
+  body: Readable | null = null;
   /** Set when the upstream failed, so settlement knows the outcome. */
   outcome: Outcome | null = null;
+  fault: ErrorCode | null = null;
   constructor(
     readonly route: RouteRuntime,
     readonly lane: number,
   ) {
     super();
+  }
+  get pool(): Pool {
+    return this.route.pool;
+  }
+  get signal(): UpstreamSignal {
+    return this;
   }
 }
 
@@ -118,8 +178,13 @@ declare module 'fastify' {
 
 /** reply-from error codes -> our answer and what the limit should learn. */
 function classifyUpstreamError(err: unknown): { code: ErrorCode; outcome: Outcome } {
-  const e = err as { code?: string; cause?: { code?: string } } | undefined;
+  type E = { code?: string; name?: string; cause?: E } | undefined;
+  const e = err as E;
   const code = e?.cause?.code ?? e?.code ?? '';
+  // The upstream answered something that is not HTTP (undici's parser error carries no code).
+  if ((e?.cause ?? e)?.name === 'HTTPParserError' || code.startsWith('HPE_')) {
+    return { code: 'bad_upstream_response', outcome: 'ignore' };
+  }
   switch (code) {
     case 'UND_ERR_HEADERS_TIMEOUT':
     case 'FST_REPLY_FROM_GATEWAY_TIMEOUT':
@@ -147,6 +212,24 @@ function classifyUpstreamError(err: unknown): { code: ErrorCode; outcome: Outcom
   }
 }
 
+/** What the circuit breaker learns from a settled request (see the header comment). */
+function breakerResult(ctx: RequestCtx, finished: boolean): BreakerResult {
+  if (ctx.fault !== null) return ctx.fault === 'deadline_exceeded' ? 'ignore' : 'failure';
+  return finished && ctx.status > 0 ? 'success' : 'ignore';
+}
+
+/**
+ * Retry-After for circuit_open: the time left open, rounded up and jittered
+ * upwards only (a retry before the breaker probes again is refused for sure).
+ * While half-open the next probe may close it any moment: about a second.
+ */
+function circuitRetryAfter(breaker: Breaker, cfg: RetryAfterConfig, random: Random): number {
+  const ms = breaker.openRemainingMs();
+  if (ms <= 0) return retryAfterSeconds(1, cfg, random);
+  const s = Math.ceil((ms / 1000) * (1 + cfg.jitter * random()));
+  return Math.min(cfg.maxSeconds, Math.max(cfg.minSeconds, s));
+}
+
 export async function proxyPlugin(app: FastifyInstance, opts: ProxyOptions): Promise<void> {
   const { clock, random } = opts;
   const events = opts.events ?? {};
@@ -157,7 +240,24 @@ export async function proxyPlugin(app: FastifyInstance, opts: ProxyOptions): Pro
 
   app.decorateRequest('sluice', null);
 
+  function clientError(reply: FastifyReply, code: ErrorCode): void {
+    events.onClientError?.(code);
+    reply.hijack();
+    writeError(reply.raw, code, reply.request.id);
+  }
+
+  // The catch-all route takes every method that is proxied; anything else (TRACE, WebDAV...) lands here.
+  app.setNotFoundHandler((_request, reply) => clientError(reply, 'method_not_allowed'));
+
+  /** Records the request's breaker admission, once. */
+  function recordBreaker(ctx: RequestCtx, result: BreakerResult): void {
+    if (ctx.admission === REFUSED) return;
+    (ctx.route.breaker as Breaker).record(ctx.admission, result);
+    ctx.admission = REFUSED;
+  }
+
   function refuse(request: FastifyRequest, reply: FastifyReply, ctx: RequestCtx, r: Refusal, queuedMs?: number): void {
+    recordBreaker(ctx, 'ignore');
     events.onRefused?.(ctx.route, ctx.lane, r, queuedMs);
     const suppressed = refusalLog.admit();
     if (suppressed >= 0) {
@@ -188,11 +288,15 @@ export async function proxyPlugin(app: FastifyInstance, opts: ProxyOptions): Pro
     }
   }
 
-  /** Shadow mode: decide as enforce would, report a would-be refusal, and start the request now. */
-  function admitShadow(request: FastifyRequest, ctx: RequestCtx, clientKey: string, rateRefusal: Refusal | null): void {
-    const permit: ShadowPermit = ctx.route.limiter.acquireShadow(ctx.lane, clientKey);
+  /**
+   * Shadow mode: decide as enforce would, report a would-be refusal, and start
+   * the request now. `early` is a refusal decided before the limiter (spent
+   * deadline, open circuit, client rate).
+   */
+  function admitShadow(request: FastifyRequest, ctx: RequestCtx, clientKey: string, early: Refusal | null): void {
+    const permit: ShadowPermit = ctx.route.limiter.acquireShadow(ctx.lane, clientKey, ctx.deadline);
     ctx.permit = permit;
-    const r = rateRefusal ?? permit.wouldRefuse;
+    const r = early ?? permit.wouldRefuse;
     if (r !== null) wouldRefuse(request, ctx, r);
     else events.onAdmitted?.(ctx.route, ctx.lane, 0);
   }
@@ -202,46 +306,109 @@ export async function proxyPlugin(app: FastifyInstance, opts: ProxyOptions): Pro
     return refusal('draining', retryAfterSeconds(0, rt.config.retryAfter, random));
   }
 
-  function onClose(ctx: RequestCtx, res: ServerResponse): void {
+  function upstreamFault(log: FastifyBaseLogger, ctx: RequestCtx, code: ErrorCode, outcome: Outcome, err: unknown): void {
+    ctx.fault = code;
+    ctx.outcome = outcome;
+    events.onUpstreamError?.(ctx.route, code);
+    log.warn({ route: ctx.route.cfg.name, code, err: (err as Error | undefined)?.message }, 'upstream error');
+  }
+
+  /** The upstream body failed after its headers were forwarded: a timeout or a broken connection. */
+  function bodyFault(log: FastifyBaseLogger, ctx: RequestCtx, err: Error): void {
+    if (ctx.reason === DEADLINE) {
+      upstreamFault(log, ctx, 'deadline_exceeded', 'ignore', err);
+    } else if ((err as { code?: string }).code === 'UND_ERR_BODY_TIMEOUT') {
+      if (ctx.bodyTimeout > 0) upstreamFault(log, ctx, 'deadline_exceeded', 'ignore', err);
+      else upstreamFault(log, ctx, 'upstream_body_timeout', 'dropped', err);
+    } else {
+      upstreamFault(log, ctx, 'upstream_body_reset', 'ignore', err);
+    }
+  }
+
+  function onClose(request: FastifyRequest, ctx: RequestCtx, res: ServerResponse): void {
     ctx.route.poolUse.active--;
     if (ctx.ticket !== null) {
       // The client left while queued: it leaves the queue now and is never forwarded.
       ctx.ticket.cancel();
       ctx.ticket = null;
       events.onAbandoned?.(ctx.route, ctx.lane, clock.now() - ctx.queuedAt);
+      recordBreaker(ctx, 'ignore');
       return;
     }
     const permit = ctx.permit;
     if (permit === null) return;
     ctx.permit = null;
+    const finished = res.writableFinished;
     let outcome: Outcome;
-    if (!res.writableFinished) {
-      // The client left (or the response broke) before the end: stop the upstream request.
+    if (!finished) {
+      // Cut before the end. An upstream body that already failed was the cause (fastify
+      // destroys the response then); otherwise the client left: stop the upstream request.
+      const failed = ctx.body?.errored;
+      if (failed && ctx.fault === null) bodyFault(request.log, ctx, failed);
       ctx.abort(ABORTED);
       outcome = ctx.outcome ?? 'ignore';
     } else {
       outcome = ctx.outcome ?? (ctx.route.overloadStatuses.has(ctx.status) ? 'dropped' : 'success');
     }
+    ctx.body = null;
+    if (ctx.deadlineTimer !== null) {
+      ctx.deadlineTimer.cancel();
+      ctx.deadlineTimer = null;
+    }
     permit.settle(outcome, ctx.rttMs >= 0 ? ctx.rttMs : undefined);
+    recordBreaker(ctx, breakerResult(ctx, finished));
     events.onSettled?.(ctx.route, ctx.lane, outcome);
   }
 
+  /**
+   * Errors that reach fastify: an upstream body that failed before its first
+   * byte went out (the status line is not sent yet, so the client can still
+   * get a proper 502/504), or a bug. Either way a JSON answer with a stable
+   * code, never fastify's default body with the error's internals.
+   */
+  app.setErrorHandler((error, request, reply) => {
+    const ctx = request.sluice;
+    if (ctx === null || ((error as { statusCode?: number }).statusCode ?? 500) < 500) {
+      reply.send(error);
+      return;
+    }
+    if (ctx.fault === null) {
+      const failed = ctx.body?.errored;
+      if (failed) bodyFault(request.log, ctx, failed);
+      else request.log.error({ err: error, route: ctx.route.cfg.name }, 'request failed');
+    }
+    const code: ErrorCode = ctx.fault ?? 'internal_error';
+    if (ctx.outcome === null) ctx.outcome = 'ignore';
+    reply.hijack();
+    const res = reply.raw;
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    // The upstream's headers were staged for the response that failed: none of them belong to ours.
+    for (const name of res.getHeaderNames()) res.removeHeader(name);
+    writeError(res, code, request.id);
+  });
+
   app.addHook('onRequest', (request, reply, done) => {
+    // A method that is never proxied goes to the not-found handler: nothing to admit.
+    if (request.is404) {
+      done();
+      return;
+    }
     const raw: IncomingMessage = request.raw;
     const res = reply.raw;
     const phase = lifecycle.phase;
     if (phase !== 'serving') res.setHeader('connection', 'close');
     const path = pathOf(raw.url ?? '/');
     if (isAmbiguousPath(path)) {
-      reply.hijack();
-      writeError(res, 'bad_path', request.id);
+      clientError(reply, 'bad_path');
       return;
     }
     const rt = opts.runtime();
     const route = rt.table.match(raw.method ?? 'GET', raw.headers.host, path);
     if (route === undefined) {
-      reply.hijack();
-      writeError(res, 'no_route', request.id);
+      clientError(reply, 'no_route');
       return;
     }
     const clientKey = rt.clientKey(raw.headers, request.ip);
@@ -254,41 +421,68 @@ export async function proxyPlugin(app: FastifyInstance, opts: ProxyOptions): Pro
       return;
     }
 
-    let rateRefusal: Refusal | null = null;
-    if (rt.clientRate !== null) {
-      const wait = rt.clientRate.take(clientKey, clock.now());
-      if (wait > 0) {
-        rateRefusal = refusal('client_rate', retryAfterSeconds(wait, rt.config.retryAfter, random));
-        if (!route.shadow) {
-          refuse(request, reply, ctx, rateRefusal);
+    // A refusal decided before the limiter; shadow routes only report it.
+    let early: Refusal | null = null;
+
+    const dl = route.cfg.deadline;
+    if (dl !== undefined) {
+      const value = raw.headers[dl.header];
+      if (value !== undefined) {
+        const budget = parseBudgetMs(value, dl.format);
+        if (Number.isNaN(budget)) {
+          clientError(reply, 'bad_deadline');
           return;
         }
+        // Nothing can be served in less than a millisecond: the budget is already spent.
+        if (budget < 1) early = refusal('deadline', retryAfterSeconds(0, rt.config.retryAfter, random));
+        else ctx.deadline = clock.now() + budget;
       }
+    }
+
+    const breaker = route.breaker;
+    if (early === null && breaker !== null) {
+      const admission = breaker.admit();
+      if (admission === REFUSED) early = refusal('circuit_open', circuitRetryAfter(breaker, rt.config.retryAfter, random));
+      else ctx.admission = admission;
+    }
+
+    if (early === null && rt.clientRate !== null) {
+      const wait = rt.clientRate.take(clientKey, clock.now());
+      if (wait > 0) early = refusal('client_rate', retryAfterSeconds(wait, rt.config.retryAfter, random));
     }
 
     if (route.shadow) {
-      admitShadow(request, ctx, clientKey, rateRefusal);
+      admitShadow(request, ctx, clientKey, early);
       route.poolUse.active++;
-      res.once('close', () => onClose(ctx, res));
+      res.once('close', () => onClose(request, ctx, res));
       done();
       return;
     }
+    if (early !== null) {
+      refuse(request, reply, ctx, early);
+      return;
+    }
 
-    const result = route.limiter.acquire(lane, clientKey, (later) => {
-      ctx.ticket = null;
-      if (later.kind === 'refused') {
-        refuse(request, reply, ctx, later, clock.now() - ctx.queuedAt);
-        return;
-      }
-      ctx.permit = later;
-      events.onAdmitted?.(route, lane, later.queuedMs);
-      done();
-    });
+    const result = route.limiter.acquire(
+      lane,
+      clientKey,
+      (later) => {
+        ctx.ticket = null;
+        if (later.kind === 'refused') {
+          refuse(request, reply, ctx, later, clock.now() - ctx.queuedAt);
+          return;
+        }
+        ctx.permit = later;
+        events.onAdmitted?.(route, lane, later.queuedMs);
+        done();
+      },
+      ctx.deadline,
+    );
     switch (result.kind) {
       case 'permit':
         ctx.permit = result;
         route.poolUse.active++;
-        res.once('close', () => onClose(ctx, res));
+        res.once('close', () => onClose(request, ctx, res));
         events.onAdmitted?.(route, lane, 0);
         done();
         return;
@@ -296,7 +490,7 @@ export async function proxyPlugin(app: FastifyInstance, opts: ProxyOptions): Pro
         ctx.ticket = result;
         ctx.queuedAt = clock.now();
         route.poolUse.active++;
-        res.once('close', () => onClose(ctx, res));
+        res.once('close', () => onClose(request, ctx, res));
         return;
       case 'refused':
         refuse(request, reply, ctx, result);
@@ -314,8 +508,22 @@ export async function proxyPlugin(app: FastifyInstance, opts: ProxyOptions): Pro
     internalRewriteLocationHeader: false,
     handler(request, reply, dest, options) {
       const ctx = request.sluice as RequestCtx;
-      ctx.dispatchedAt = clock.now();
-      dispatcher.dispatching = { pool: ctx.route.pool, signal: ctx };
+      const now = clock.now();
+      ctx.dispatchedAt = now;
+      if (ctx.deadline !== Infinity) {
+        // The upstream gets what is left of the caller's budget, and no longer to answer.
+        const left = Math.max(1, Math.floor(ctx.deadline - now));
+        const t = ctx.route.cfg.timeouts;
+        ctx.budgetMs = left;
+        if (left < t.bodyMs) ctx.bodyTimeout = left;
+        if (left < t.headersMs) {
+          // undici's own timeouts tick in half seconds: the budget gets a timer of
+          // its own, and undici's headersTimeout stays as the backstop.
+          ctx.headersTimeout = left;
+          ctx.deadlineTimer = clock.setTimer(() => ctx.abort(DEADLINE), left);
+        }
+      }
+      dispatcher.dispatching = ctx;
       try {
         return reply.from(dest, options);
       } finally {
@@ -328,10 +536,20 @@ export async function proxyPlugin(app: FastifyInstance, opts: ProxyOptions): Pro
       retryDelay: () => null,
       rewriteRequestHeaders: (request, headers) => {
         headers['x-request-id'] = request.id;
+        const ctx = request.sluice as RequestCtx;
+        if (ctx.budgetMs > 0) {
+          const dl = ctx.route.cfg.deadline as NonNullable<RequestCtx['route']['cfg']['deadline']>;
+          headers[dl.header] = formatBudget(ctx.budgetMs, dl.format);
+        }
         return headers;
       },
       rewriteHeaders: (headers, request) => {
         if (request !== undefined) headers['x-request-id'] = request.id;
+        // Hop-by-hop headers describe the upstream connection, not the client's
+        // (RFC 9110 §7.6.1): an upstream's `connection: close` must not close the
+        // client's keep-alive connection, nor its keep-alive timeout be advertised.
+        if (headers.connection !== undefined) delete headers.connection;
+        if (headers['keep-alive'] !== undefined) delete headers['keep-alive'];
         // Admitted before the drain began: still, do not keep the connection.
         if (lifecycle.phase !== 'serving') headers['connection'] = 'close';
         return headers;
@@ -340,13 +558,18 @@ export async function proxyPlugin(app: FastifyInstance, opts: ProxyOptions): Pro
         const ctx = request.sluice as RequestCtx;
         ctx.rttMs = clock.now() - ctx.dispatchedAt;
         ctx.status = res.statusCode;
+        ctx.body = res.stream as Readable;
+        if (ctx.deadlineTimer !== null) {
+          ctx.deadlineTimer.cancel();
+          ctx.deadlineTimer = null;
+        }
         events.onUpstreamResponse?.(ctx.route, res.statusCode, ctx.rttMs);
         reply.send(res.stream);
       },
       onError: (reply, { error }) => {
         const request = reply.request;
         const ctx = request.sluice as RequestCtx;
-        if (ctx.aborted) return; // the client left; nobody to answer
+        if (ctx.aborted && ctx.reason !== DEADLINE) return; // the client left; nobody to answer
         if (lifecycle.phase === 'expired') {
           // The drain ran out of time and closed the pools under this request.
           ctx.outcome = 'ignore';
@@ -355,12 +578,15 @@ export async function proxyPlugin(app: FastifyInstance, opts: ProxyOptions): Pro
           writeRefusal(reply.raw as ServerResponse, drainRefusal(opts.runtime()), request.id);
           return;
         }
-        const { code, outcome } = classifyUpstreamError(error);
-        ctx.outcome = outcome;
-        events.onUpstreamError?.(ctx.route, code);
-        request.log.warn({ route: ctx.route.cfg.name, code, err: (error as Error).message }, 'upstream error');
+        const c = classifyUpstreamError(error);
+        // A timeout shortened to the caller's budget is the caller's deadline, not the upstream's fault.
+        if (ctx.aborted || (c.code === 'upstream_timeout' && ctx.headersTimeout > 0)) {
+          upstreamFault(request.log, ctx, 'deadline_exceeded', 'ignore', DEADLINE);
+        } else {
+          upstreamFault(request.log, ctx, c.code, c.outcome, error);
+        }
         reply.hijack();
-        writeError(reply.raw as ServerResponse, code, request.id);
+        writeError(reply.raw as ServerResponse, ctx.fault as ErrorCode, request.id);
       },
     },
   });

@@ -23,13 +23,50 @@ export function pathOf(url: string): string {
 }
 
 /**
- * Paths that could reach a different route upstream than the one their
- * prefix names: dot segments, encoded dots/slashes/backslashes, backslashes,
- * doubled slashes. Such requests get 400 rather than a guess.
+ * Paths that an upstream could resolve to a different route than the one
+ * their prefix names get 400 rather than a guess. Sluice matches the path as
+ * sent; an upstream may normalise it first. So the path is refused when it
+ * is not origin-form (`*`, `http://...`), or holds
+ * - a dot segment `.` / `..`, also with a path parameter (`..;x`, `..%3b`,
+ *   which Tomcat-style servers strip), a backslash, or `//`;
+ * - a percent-escape an upstream would decode to something that changes the
+ *   route or the path's structure: an unreserved character (`/%61pi` is
+ *   `/api` to any normaliser, RFC 3986 §6.2.2.2), `/`, `\`, a control
+ *   character, or a double escape (`%252e` is `%2e` after one decoding);
+ * - a malformed escape (`%zz`, a trailing `%`), which upstreams treat in
+ *   different ways.
+ * Escapes of other reserved or non-ASCII bytes (`%20`, `%3f`, `%c3%a9`) are
+ * fine: they mean the same thing to everyone.
  */
-const AMBIGUOUS_PATH = /(^|\/)\.\.?(\/|$)|%2e|%2f|%5c|\\|\/\//i;
+const DOT_OR_SLASHES = /(^|\/)\.\.?(\/|$|;|%3b)|\\|\/\//i;
 export function isAmbiguousPath(path: string): boolean {
-  return path.charCodeAt(0) !== 47 || AMBIGUOUS_PATH.test(path);
+  if (path.charCodeAt(0) !== 47 /* / */ || DOT_OR_SLASHES.test(path)) return true;
+  for (let i = path.indexOf('%'); i >= 0; i = path.indexOf('%', i + 1)) {
+    const b = hexByte(path, i + 1);
+    if (b < 0 || DECODES_AMBIGUOUS[b] === 1) return true;
+    if (b === 0x25 && hexByte(path, i + 3) >= 0) return true;
+  }
+  return false;
+}
+
+/** 1 for the bytes whose escape is refused (see isAmbiguousPath). */
+const DECODES_AMBIGUOUS = new Uint8Array(256);
+for (let b = 0; b < 0x20; b++) DECODES_AMBIGUOUS[b] = 1;
+for (const c of 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~/\\\x7f') {
+  DECODES_AMBIGUOUS[c.charCodeAt(0)] = 1;
+}
+
+function hexDigit(c: number): number {
+  if (c >= 48 && c <= 57) return c - 48;
+  const l = c | 0x20;
+  return l >= 97 && l <= 102 ? l - 87 : -1;
+}
+
+/** The byte of the two hex digits at i, or -1. */
+function hexByte(s: string, i: number): number {
+  const h = hexDigit(s.charCodeAt(i));
+  const l = hexDigit(s.charCodeAt(i + 1));
+  return h < 0 || l < 0 ? -1 : (h << 4) | l;
 }
 
 /** Host header without port, lower-cased. */

@@ -11,6 +11,8 @@
  *             limit config changed), in-flight, queues and per-client counts
  *             stay, so a reload never lets a route exceed its limit;
  *   pool      the same, unless the upstream or its timeouts changed;
+ *   breaker   the same (its state and backoff), unless the upstream or the
+ *             circuitBreaker config changed;
  *   metrics   routes are named the same, so counters continue.
  * A removed route leaves the table (no new requests) and finishes what it
  * holds; its pool, like a replaced one, is retired: it closes once no request
@@ -19,6 +21,7 @@
 import { isDeepStrictEqual } from 'node:util';
 import type { Pool } from 'undici';
 import type { Config, RouteConfig } from '../config/types.js';
+import { Breaker, type BreakerStateName } from '../core/breaker.js';
 import type { Clock, Random } from '../core/clock.js';
 import { createLimit } from '../core/limit/create.js';
 import type { Limit } from '../core/limit/limit.js';
@@ -43,6 +46,8 @@ export interface RouteRuntime {
   readonly poolUse: PoolUse;
   /** cfg.mode === 'shadow': decide and count, never refuse or queue. */
   readonly shadow: boolean;
+  /** null when the route's circuitBreaker is disabled. */
+  readonly breaker: Breaker | null;
   readonly overloadStatuses: ReadonlySet<number>;
   readonly laneNames: readonly string[];
 }
@@ -60,6 +65,8 @@ export interface RuntimeDeps {
   readonly random: Random;
   /** Builds a route's limit; default: the algorithm its `limit` config names (core/limit/create.ts). */
   readonly createLimit?: (route: RouteConfig) => Limit;
+  /** Told of every circuit breaker state change (metrics, logs). */
+  readonly onBreakerState?: (route: RouteRuntime, state: BreakerStateName) => void;
 }
 
 function limitFor(cfg: RouteConfig, deps: RuntimeDeps): Limit {
@@ -76,16 +83,40 @@ function limiterPolicy(cfg: RouteConfig, config: Config): LimiterPolicy {
   };
 }
 
-function routeRuntime(cfg: RouteConfig, limiter: Limiter, pool: Pool, poolUse: PoolUse): RouteRuntime {
-  return {
+/**
+ * A breaker reports its state changes under the RouteRuntime that holds it
+ * now: a reload wraps a kept breaker in a new RouteRuntime.
+ */
+const breakerOwner = new WeakMap<Breaker, { route: RouteRuntime | null }>();
+
+function newBreaker(cfg: RouteConfig, deps: RuntimeDeps): Breaker | null {
+  if (!cfg.circuitBreaker.enabled) return null;
+  const owner: { route: RouteRuntime | null } = { route: null };
+  const onBreakerState = deps.onBreakerState;
+  const breaker = new Breaker({
+    config: cfg.circuitBreaker,
+    clock: deps.clock,
+    random: deps.random,
+    onChange: onBreakerState && ((state) => owner.route !== null && onBreakerState(owner.route, state)),
+  });
+  breakerOwner.set(breaker, owner);
+  return breaker;
+}
+
+function routeRuntime(cfg: RouteConfig, limiter: Limiter, pool: Pool, poolUse: PoolUse, breaker: Breaker | null): RouteRuntime {
+  const route: RouteRuntime = {
     cfg,
     limiter,
     pool,
     poolUse,
     shadow: cfg.mode === 'shadow',
+    breaker,
     overloadStatuses: new Set(cfg.limit.overloadStatuses),
     laneNames: cfg.lanes.map((l) => l.name),
   };
+  const owner = breaker === null ? undefined : breakerOwner.get(breaker);
+  if (owner !== undefined) owner.route = route;
+  return route;
 }
 
 export function createRouteRuntime(cfg: RouteConfig, config: Config, deps: RuntimeDeps): RouteRuntime {
@@ -95,7 +126,7 @@ export function createRouteRuntime(cfg: RouteConfig, config: Config, deps: Runti
     clock: deps.clock,
     random: deps.random,
   });
-  return routeRuntime(cfg, limiter, createPool(cfg), { active: 0 });
+  return routeRuntime(cfg, limiter, createPool(cfg), { active: 0 }, newBreaker(cfg, deps));
 }
 
 function runtimeOf(config: Config, routes: RouteRuntime[], clientRate: ClientRate | null): Runtime {
@@ -176,10 +207,13 @@ export function nextRuntime(prev: Runtime, config: Config, deps: RuntimeDeps): N
       changes.limitReset.push(cfg.name);
     }
     reconfigure.push(() => old.limiter.reconfigure(limiterPolicy(cfg, config), limit));
+    // What the breaker learned is about this upstream under these rules: a new upstream or new rules start afresh.
+    const sameBreaker = old.cfg.upstream === cfg.upstream && isDeepStrictEqual(old.cfg.circuitBreaker, cfg.circuitBreaker);
+    const breaker = sameBreaker ? old.breaker : newBreaker(cfg, deps);
     const samePool = old.cfg.upstream === cfg.upstream && isDeepStrictEqual(old.cfg.timeouts, cfg.timeouts);
-    if (samePool) return routeRuntime(cfg, old.limiter, old.pool, old.poolUse);
+    if (samePool) return routeRuntime(cfg, old.limiter, old.pool, old.poolUse, breaker);
     retired.push({ route: old, why: 'replaced' });
-    return routeRuntime(cfg, old.limiter, createPool(cfg), { active: 0 });
+    return routeRuntime(cfg, old.limiter, createPool(cfg), { active: 0 }, breaker);
   });
   for (const old of byName.values()) {
     changes.removed.push(old.cfg.name);

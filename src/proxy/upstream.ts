@@ -6,9 +6,9 @@
  * reply-from accepts any object with `request(opts, cb)` as its undici
  * instance. It calls that method synchronously from inside `reply.from()`,
  * so the proxy handler names the request's context in `dispatching` just
- * around that call; this dispatcher reads it to choose the route's pool and
- * to attach the context as the abort signal (a client that leaves aborts its
- * upstream request).
+ * around that call; this dispatcher reads it to choose the route's pool, to
+ * attach the context as the abort signal (a client that leaves aborts its
+ * upstream request) and to shorten the timeouts to the caller's deadline.
  */
 import { Pool, type Dispatcher } from 'undici';
 import type { RouteConfig } from '../config/types.js';
@@ -50,6 +50,12 @@ export class UpstreamSignal {
 export interface Dispatching {
   readonly pool: Pool;
   readonly signal: UpstreamSignal;
+  /**
+   * Per-request timeouts in ms, used when below the pool's (a caller's
+   * remaining deadline budget); 0 = the route's own.
+   */
+  readonly headersTimeout: number;
+  readonly bodyTimeout: number;
 }
 
 export function createPool(route: RouteConfig): Pool {
@@ -74,6 +80,8 @@ export class RouteDispatcher {
       return;
     }
     opts.signal = d.signal as unknown as Dispatcher.RequestOptions['signal'];
+    if (d.headersTimeout > 0) opts.headersTimeout = d.headersTimeout;
+    if (d.bodyTimeout > 0) opts.bodyTimeout = d.bodyTimeout;
     d.pool.request(opts, cb);
   }
 }

@@ -104,24 +104,56 @@ export function refusalOf(a: Answer): { reason: string; retryAfter: number; erro
 }
 
 /** Sends bytes exactly as given over a new TCP connection; resolves with everything the server wrote until it closed. */
-export function rawRequest(baseUrl: string, bytes: string, timeoutMs = 3000): Promise<string> {
+export async function rawRequest(baseUrl: string, bytes: string, timeoutMs = 3000): Promise<string> {
+  return (await rawExchange(baseUrl, bytes, { timeoutMs })).data;
+}
+
+export interface RawResult {
+  /** Everything the server wrote (latin1). */
+  data: string;
+  /** True when the server closed the connection; false when we gave up (timeout or `until`). */
+  closedByServer: boolean;
+}
+
+/**
+ * Like rawRequest, with more control: `parts` are written in turn, `gapMs`
+ * apart (a slow client); the exchange ends when the server closes, when
+ * `until(data)` holds (then we close: the server kept the connection), or
+ * after timeoutMs. A reset by the server counts as closed.
+ */
+export function rawExchange(
+  baseUrl: string,
+  parts: string | string[],
+  opts: { timeoutMs?: number; gapMs?: number; until?: (data: string) => boolean } = {},
+): Promise<RawResult> {
   const u = new URL(baseUrl);
-  return new Promise((resolve, reject) => {
+  const queue = typeof parts === 'string' ? [parts] : [...parts];
+  return new Promise((resolve) => {
     const sock = connect(Number(u.port), u.hostname);
     const chunks: Buffer[] = [];
-    const timer = setTimeout(() => {
+    let ended = false;
+    let writer: NodeJS.Timeout | undefined;
+    const finish = (closedByServer: boolean) => {
+      if (ended) return;
+      ended = true;
+      clearTimeout(timer);
+      clearTimeout(writer);
       sock.destroy();
-      resolve(Buffer.concat(chunks).toString('latin1'));
-    }, timeoutMs);
-    sock.on('data', (c: Buffer) => chunks.push(c));
-    sock.on('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
+      resolve({ data: Buffer.concat(chunks).toString('latin1'), closedByServer });
+    };
+    const timer = setTimeout(() => finish(false), opts.timeoutMs ?? 3000);
+    sock.on('data', (c: Buffer) => {
+      chunks.push(c);
+      if (opts.until?.(Buffer.concat(chunks).toString('latin1'))) finish(false);
     });
-    sock.on('close', () => {
-      clearTimeout(timer);
-      resolve(Buffer.concat(chunks).toString('latin1'));
-    });
-    sock.write(bytes);
+    sock.on('error', () => finish(true));
+    sock.on('close', () => finish(true));
+    const writeNext = () => {
+      const part = queue.shift();
+      if (part === undefined || ended) return;
+      sock.write(part);
+      if (queue.length > 0) writer = setTimeout(writeNext, opts.gapMs ?? 0);
+    };
+    writeNext();
   });
 }

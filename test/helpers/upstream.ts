@@ -6,8 +6,17 @@
  *   /status/<code>    answers with that status
  *   /reset            destroys the socket without answering
  *   /trickle          sends headers, then a chunk, then stalls
+ *   /stall            sends headers (content-length 100) and no body at all
+ *   /drip/<n>/<ms>    sends n chunks, one every ms, then ends (a slow but complete body)
+ *   /reset-mid        sends headers and a chunk, then destroys the socket
+ *                     (?cl=1: with a content-length the body never reaches)
+ *   /close-after      answers, then closes the connection without saying so
+ *                     (no `connection: close`), like an upstream dropping idle keep-alives;
+ *                     ?announce=1: says `connection: close` in the response
+ *   /garbage          answers with bytes that are not HTTP, then closes
  *   anything else     200 {"path": ...}
  * Every request's URL is recorded in `seen` when it arrives.
+ * `setFailing(true)` makes every request (except /echo) a reset, until set back.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -17,6 +26,8 @@ export interface TestUpstream {
   readonly port: number;
   readonly seen: string[];
   readonly holding: () => number;
+  /** While true, every request except /echo has its connection destroyed (a dead upstream). */
+  setFailing(failing: boolean): void;
   release(id: string): void;
   releaseAll(): void;
   /** Resolves when `n` requests are being held. */
@@ -26,8 +37,9 @@ export interface TestUpstream {
   close(): Promise<void>;
 }
 
-export async function startUpstream(): Promise<TestUpstream> {
+export async function startUpstream(opts: { keepAliveTimeoutMs?: number } = {}): Promise<TestUpstream> {
   const seen: string[] = [];
+  let failing = false;
   const held = new Map<string, () => void>();
   let waiters: { n: number; resolve: () => void }[] = [];
   const notify = () => {
@@ -52,6 +64,10 @@ export async function startUpstream(): Promise<TestUpstream> {
       return;
     }
     req.resume();
+    if (failing) {
+      req.socket.destroy();
+      return;
+    }
     const hold = /\/hold\/([^/?]+)/.exec(path);
     if (hold) {
       const id = hold[1] as string;
@@ -91,12 +107,46 @@ export async function startUpstream(): Promise<TestUpstream> {
       res.write('first chunk\n');
       return; // never ends; the proxy's body timeout must cut it
     }
+    if (path.endsWith('/stall')) {
+      res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '100' });
+      res.flushHeaders();
+      return; // no body byte ever comes
+    }
+    const drip = /\/drip\/(\d+)\/(\d+)/.exec(path);
+    if (drip) {
+      let left = Number(drip[1]);
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      const t = setInterval(() => {
+        if (left-- > 0) res.write(`chunk ${left}\n`);
+        else {
+          clearInterval(t);
+          res.end('end\n');
+        }
+      }, Number(drip[2]));
+      res.on('close', () => clearInterval(t));
+      return;
+    }
+    if (path.endsWith('/reset-mid')) {
+      const cl = url.includes('cl=1');
+      res.writeHead(200, { 'content-type': 'text/plain', ...(cl ? { 'content-length': '1000' } : {}) });
+      res.write('partial body\n', () => setImmediate(() => req.socket.destroy()));
+      return;
+    }
+    if (path.endsWith('/close-after')) {
+      res.writeHead(200, { 'content-type': 'application/json', ...(url.includes('announce=1') ? { connection: 'close' } : {}) });
+      res.end('{"ok":true}', () => req.socket.destroy());
+      return;
+    }
+    if (path.endsWith('/garbage')) {
+      req.socket.end('this is not HTTP at all\r\n\r\n');
+      return;
+    }
     res.writeHead(200, { 'content-type': 'application/json' });
     res.end(JSON.stringify({ path }));
   };
 
   const server: Server = createServer(handle);
-  server.keepAliveTimeout = 5000;
+  server.keepAliveTimeout = opts.keepAliveTimeoutMs ?? 5000;
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as AddressInfo).port;
   return {
@@ -104,6 +154,9 @@ export async function startUpstream(): Promise<TestUpstream> {
     port,
     seen,
     holding: () => held.size,
+    setFailing(f) {
+      failing = f;
+    },
     release(id) {
       held.get(id)?.();
     },

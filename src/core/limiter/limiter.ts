@@ -246,6 +246,8 @@ export class Limiter {
     if (lane > 0 && shed !== null && shed.overloaded(now)) return this.refuseShed(l, now);
     const no = this.cannotWait(l, clientKey, l.queue.length, now, deadline);
     if (no !== null) return this.refuse(no, l);
+    // Refuse early rather than let the caller's budget run out in the queue.
+    if (deadline < Infinity && this.expectedWaitMs(lane, now) > deadline - now) return this.refuse('deadline', l);
 
     const waitUntil = Math.min(now + l.cfg.queue.maxWaitMs, deadline);
     const entry = new Entry(this, l, clientKey, now, waiter);
@@ -558,6 +560,26 @@ export class Limiter {
 
   private refuse(reason: RefusalReason, l: Lane): Refusal {
     return refusal(reason, retryAfterSeconds(this.estimateWaitSeconds(l), this.opts.retryAfter, this.opts.random));
+  }
+
+  /**
+   * How long a request joining `lane` now would wait: the work queued in its
+   * lane and the lanes above it, plus itself, at the recent completion rate
+   * (each completion frees one slot). While the first lane runs newest first
+   * (adaptive LIFO) a newcomer there goes to the front, so its queue does not
+   * count. 0 while there is no rate to go by, so a fresh route queues rather
+   * than guessing.
+   */
+  private expectedWaitMs(lane: number, now: number): number {
+    const rate = this.completions.perSecond(now);
+    if (rate <= 0) return 0;
+    let ahead = 1;
+    for (let i = 0; i <= lane; i++) {
+      const l = this.lanes[i] as Lane;
+      if (i === 0 && l.queue.length > 0 && this.lifo(l, now)) continue;
+      ahead += l.queue.length;
+    }
+    return (ahead / rate) * 1000;
   }
 
   /** Time for the route to work through what is queued ahead, from recent throughput. */
