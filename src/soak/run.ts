@@ -1,0 +1,165 @@
+/**
+ * `npm run soak`: is Sluice leak-free under sustained overload? Not part of
+ * `npm test` (it runs for minutes).
+ *
+ *   npm run soak                          10 minutes at 3x capacity
+ *   npm run soak -- --minutes 30 --load 5 --report soak.md
+ *   (or SOAK_MINUTES, SOAK_LOAD, SOAK_REPORT)
+ *
+ * Starts the capacity upstream (8 workers x 50 ms = 160 req/s), Sluice in a
+ * child process (see child.ts), and an open-loop load of interactive + batch
+ * traffic at `load` x capacity. Every second it samples the Sluice process's
+ * RSS, heap and open file descriptors; at the end it writes a Markdown report
+ * (and the raw samples as JSON next to it) and exits 0 when every series is
+ * flat (report.ts: under 5% growth over the last 80% of the run), 1 when not.
+ */
+import { fork } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { formatSummary, runOpenLoop } from '../demo/load.js';
+import { startCapacityUpstream } from '../demo/upstream.js';
+import type { ChildSample } from './child.js';
+import { formatReport, verdict, type Sample } from './report.js';
+
+const WORKERS = 8;
+const SERVICE_MS = 50;
+const CAPACITY = (WORKERS * 1000) / SERVICE_MS;
+
+function arg(name: string, env: string, fallback: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return (i >= 0 ? process.argv[i + 1] : undefined) ?? process.env[env] ?? fallback;
+}
+
+function positive(name: string, value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) {
+    process.stderr.write(`soak: --${name} must be a number > 0 (got ${JSON.stringify(value)})\n`);
+    process.exit(2);
+  }
+  return n;
+}
+
+const MINUTES = positive('minutes', arg('minutes', 'SOAK_MINUTES', '10'));
+const LOAD = positive('load', arg('load', 'SOAK_LOAD', '3'));
+const REPORT = arg('report', 'SOAK_REPORT', 'soak-report.md');
+
+function policy(upstream: string): string {
+  return `
+listen: { host: 127.0.0.1, port: 0 }
+admin: { host: 127.0.0.1, port: 0 }
+log: { level: error }
+lanes:
+  - name: interactive
+    queue: { maxLength: 50, maxWaitMs: 500 }
+  - name: batch
+    maxShare: 0.5
+    minShare: 0.1
+    queue: { maxLength: 100, maxWaitMs: 2000 }
+classify:
+  - lane: batch
+    when: { header: { name: x-priority, value: batch } }
+clients:
+  key: { header: x-api-key }
+  maxShare: 1
+retryAfter: { minSeconds: 1, maxSeconds: 10, jitter: 0.2 }
+defaults:
+  limit: { algorithm: fixed, initial: ${WORKERS * 2}, min: 2, max: ${WORKERS * 8} }
+  timeouts: { connectMs: 1000, headersMs: 10000, bodyMs: 10000 }
+  deadline: { header: x-request-timeout-ms }
+routes:
+  - name: soak
+    match: { pathPrefix: / }
+    upstream: ${upstream}
+`;
+}
+
+async function main(): Promise<void> {
+  const upstream = await startCapacityUpstream({ workers: WORKERS, serviceTimeMs: SERVICE_MS });
+  const child = fork(new URL('./child.js', import.meta.url), [], {
+    env: { ...process.env, SOAK_POLICY: policy(upstream.url) },
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  const ready = await new Promise<{ proxyUrl: string }>((resolve, reject) => {
+    child.once('message', (m) => resolve(m as { proxyUrl: string }));
+    child.once('exit', (code) => reject(new Error(`sluice exited early (${code})`)));
+  });
+
+  // One sample per second, answered in order by the child.
+  const waiting: ((s: ChildSample) => void)[] = [];
+  child.on('message', (m) => {
+    if ((m as ChildSample).kind === 'sample') waiting.shift()?.(m as ChildSample);
+  });
+  const sampleChild = () =>
+    new Promise<ChildSample>((resolve) => {
+      waiting.push(resolve);
+      child.send('sample');
+    });
+
+  const offered = CAPACITY * LOAD;
+  process.stdout.write(
+    `soak: ${MINUTES} min, ${offered} req/s offered to ${CAPACITY} req/s of capacity (${LOAD}x); sluice at ${ready.proxyUrl}, pid ${child.pid}\n`,
+  );
+  const samples: Sample[] = [];
+  const pending: Promise<void>[] = [];
+  const result = await runOpenLoop({
+    url: ready.proxyUrl,
+    durationMs: MINUTES * 60_000,
+    maxInFlight: 4000,
+    requestTimeoutMs: 15_000,
+    streams: [
+      { name: 'interactive', ratePerSecond: offered * 0.3, path: '/api/page', headers: { 'x-request-timeout-ms': '2000' } },
+      { name: 'batch', ratePerSecond: offered * 0.7, path: '/api/export', headers: { 'x-priority': 'batch' } },
+    ],
+    onSecond: (s) => {
+      if (s.t >= MINUTES * 60) return; // drain seconds after the run: not load any more
+      pending.push(
+        sampleChild().then((c) => {
+          samples.push({
+            t: s.t,
+            rss: c.rss,
+            heapUsed: c.heapUsed,
+            fds: c.fds,
+            inflight: c.inflight,
+            queued: c.queued,
+            offered: s.total.offered,
+            ok: s.total.ok,
+            refused: s.total.s429 + s.total.s503,
+          });
+          if (s.t % 10 === 0) {
+            process.stdout.write(
+              `t=${s.t}s rss ${(c.rss / 2 ** 20).toFixed(1)} MB heap ${(c.heapUsed / 2 ** 20).toFixed(1)} MB fds ${c.fds} ` +
+                `inflight ${c.inflight} queued ${c.queued} | ok ${s.total.ok}/s refused ${s.total.s429 + s.total.s503}/s\n`,
+            );
+          }
+        }),
+      );
+    },
+  });
+  await Promise.all(pending);
+  child.send('stop');
+  await new Promise((resolve) => child.once('exit', resolve));
+  const served = upstream.stats().served;
+  await upstream.close();
+
+  samples.sort((a, b) => a.t - b.t);
+  const v = verdict(samples);
+  const report = formatReport(
+    {
+      command: `npm run soak -- --minutes ${MINUTES} --load ${LOAD}`,
+      minutes: MINUTES,
+      capacityPerSecond: CAPACITY,
+      offeredPerSecond: offered,
+      samples,
+      upstreamServed: served,
+    },
+    v,
+  );
+  writeFileSync(REPORT, report);
+  writeFileSync(REPORT.replace(/(\.md)?$/, '.json'), JSON.stringify({ verdict: v, samples }, null, 1));
+  process.stdout.write(`\n${formatSummary(result)}\n\n${report}\nreport written to ${REPORT}\n`);
+  process.exit(v.flat ? 0 : 1);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`soak failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(1);
+});
