@@ -258,6 +258,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Slui
         completionsPerSecond: Math.round(s.completionsPerSecond * 10) / 10,
         backlogSeconds: backlogSeconds(s.queued, s.completionsPerSecond),
         circuitBreaker: r.breaker === null ? null : r.breaker.snapshot(),
+        upstreamConnections: r.pool.stats.connected,
         lanes: s.lanes.map((l) => ({ ...l, ...metrics.laneTotals(r.cfg.name, l.name) })),
       };
     });

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { trend, verdict, type Sample } from '../src/soak/report.js';
 
 function series(values: number[]): Sample[] {
-  return values.map((v, t) => ({ t, rss: v, heapUsed: v, fds: v, inflight: 0, queued: 0, offered: 0, ok: 0, refused: 0 }));
+  return values.map((v, t) => ({ t, rss: v, heapUsed: v, fds: v, connections: 0, inflight: 0, queued: 0, offered: 0, ok: 0, refused: 0 }));
 }
 
 test('soak trend: warm-up growth is ignored, a sawtooth is flat, a steady climb is not', () => {
@@ -21,11 +21,17 @@ test('soak trend: warm-up growth is ignored, a sawtooth is flat, a steady climb 
   assert.equal(leak.flat, false);
 });
 
-test('soak verdict: flat only when RSS, heap and fds all are', () => {
-  const samples = series(Array.from({ length: 50 }, () => 100)).map((s, i) => ({ ...s, fds: 100 + i * 2 }));
-  const v = verdict(samples);
-  assert.equal(v.rss.flat, true);
-  assert.equal(v.heapUsed.flat, true);
-  assert.equal(v.fds.flat, false);
-  assert.equal(v.flat, false);
+test('soak verdict: descriptors that follow open connections are load; others growing are a leak', () => {
+  const base = series(Array.from({ length: 50 }, () => 100));
+  // The load generator opens more connections over time: all fds grow, but each one is a connection.
+  const load = verdict(base.map((s, i) => ({ ...s, fds: 100 + i * 2, connections: 80 + i * 2 })));
+  assert.equal(load.fds.flat, false);
+  assert.equal(load.otherFds.flat, true);
+  assert.equal(load.flat, true);
+  // Descriptors that are not connections pile up: a leak.
+  const leak = verdict(base.map((s, i) => ({ ...s, fds: 100 + i * 2, connections: 80 })));
+  assert.equal(leak.otherFds.flat, false);
+  assert.equal(leak.flat, false);
+  // Memory growing alone is enough to fail.
+  assert.equal(verdict(base.map((s, i) => ({ ...s, rss: 100 + i, fds: 20 }))).flat, false);
 });

@@ -51,6 +51,8 @@ export interface RouteState {
   readonly backlogSeconds: number | null;
   /** null when the route's breaker is disabled. */
   readonly circuitBreaker: BreakerSnapshot | null;
+  /** Connections open to the route's upstream (its pool's, idle keep-alives included). */
+  readonly upstreamConnections: number;
   readonly lanes: readonly LaneState[];
 }
 

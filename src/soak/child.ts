@@ -15,6 +15,8 @@ export interface ChildSample {
   readonly rss: number;
   readonly heapUsed: number;
   readonly fds: number;
+  /** Client connections to the proxy + connections from the route pools to the upstreams. */
+  readonly connections: number;
   readonly inflight: number;
   readonly queued: number;
 }
@@ -33,19 +35,24 @@ async function main(): Promise<void> {
   if (send === undefined || policy === undefined) throw new Error('run me through `npm run soak`');
   const app = await buildApp(parseConfig(policy, '<soak>'), { logger: pino({ level: 'error' }) });
   const { proxyUrl } = await app.listen();
+  const clientConnections = () =>
+    new Promise<number>((resolve) => app.proxy.server.getConnections((err, n) => resolve(err ? 0 : n)));
   process.on('message', (m: unknown) => {
     if (m === 'sample') {
-      const mem = process.memoryUsage();
-      const routes = app.state().routes;
-      const sample: ChildSample = {
-        kind: 'sample',
-        rss: mem.rss,
-        heapUsed: mem.heapUsed,
-        fds: openFds(),
-        inflight: routes.reduce((n, r) => n + r.inflight, 0),
-        queued: routes.reduce((n, r) => n + r.queued, 0),
-      };
-      send(sample);
+      void clientConnections().then((clients) => {
+        const mem = process.memoryUsage();
+        const routes = app.state().routes;
+        const sample: ChildSample = {
+          kind: 'sample',
+          rss: mem.rss,
+          heapUsed: mem.heapUsed,
+          fds: openFds(),
+          connections: clients + routes.reduce((n, r) => n + r.upstreamConnections, 0),
+          inflight: routes.reduce((n, r) => n + r.inflight, 0),
+          queued: routes.reduce((n, r) => n + r.queued, 0),
+        };
+        send(sample);
+      });
     } else if (m === 'stop') {
       void app.close().then(() => process.exit(0));
     }

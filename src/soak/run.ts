@@ -9,9 +9,10 @@
  * Starts the capacity upstream (8 workers x 50 ms = 160 req/s), Sluice in a
  * child process (see child.ts), and an open-loop load of interactive + batch
  * traffic at `load` x capacity. Every second it samples the Sluice process's
- * RSS, heap and open file descriptors; at the end it writes a Markdown report
- * (and the raw samples as JSON next to it) and exits 0 when every series is
- * flat (report.ts: under 5% growth over the last 80% of the run), 1 when not.
+ * RSS, heap, open file descriptors and open connections; at the end it writes
+ * a Markdown report (and the raw samples as JSON next to it) and exits 0 when
+ * RSS, heap and the descriptors beyond open connections are flat (report.ts:
+ * under 5% growth over the last 80% of the run), 1 when not.
  */
 import { fork } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
@@ -118,6 +119,7 @@ async function main(): Promise<void> {
             rss: c.rss,
             heapUsed: c.heapUsed,
             fds: c.fds,
+            connections: c.connections,
             inflight: c.inflight,
             queued: c.queued,
             offered: s.total.offered,
@@ -126,7 +128,7 @@ async function main(): Promise<void> {
           });
           if (s.t % 10 === 0) {
             process.stdout.write(
-              `t=${s.t}s rss ${(c.rss / 2 ** 20).toFixed(1)} MB heap ${(c.heapUsed / 2 ** 20).toFixed(1)} MB fds ${c.fds} ` +
+              `t=${s.t}s rss ${(c.rss / 2 ** 20).toFixed(1)} MB heap ${(c.heapUsed / 2 ** 20).toFixed(1)} MB fds ${c.fds} (connections ${c.connections}) ` +
                 `inflight ${c.inflight} queued ${c.queued} | ok ${s.total.ok}/s refused ${s.total.s429 + s.total.s503}/s\n`,
             );
           }
