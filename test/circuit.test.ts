@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { recordEvents, type Recorded } from './helpers/events.js';
+import { scrape } from './helpers/prom.js';
 import { eventually, refusalOf, send, startSluice, type Running } from './helpers/sluice.js';
 import { startUpstream, type TestUpstream } from './helpers/upstream.js';
 
@@ -74,6 +75,13 @@ test('consecutive failures open the circuit: 503 circuit_open at once, Retry-Aft
     assert.equal(b.opens, 1);
     assert.deepEqual(rec.breaker, ['open']);
     assert.deepEqual(rec.refused, ['circuit_open']);
+    // ...and as metrics.
+    const m = await scrape(s.adminUrl);
+    assert.equal(m.value('sluice_circuit_breaker_state', { route: 'main', state: 'open' }), 1);
+    assert.equal(m.value('sluice_circuit_breaker_state', { route: 'main', state: 'closed' }), 0);
+    assert.equal(m.value('sluice_circuit_breaker_opens_total', { route: 'main' }), 1);
+    assert.equal(m.value('sluice_rejections_total', { route: 'main', lane: 'interactive', reason: 'circuit_open' }), 1);
+    assert.equal(m.value('sluice_upstream_errors_total', { route: 'main', kind: 'reset' }), 3);
     // Other routes are not affected.
     assert.equal((await breakerOf(s, 'dead')).state, 'closed');
   }));

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { Pool } from 'undici';
 import { recordEvents, type Recorded } from './helpers/events.js';
+import { scrape } from './helpers/prom.js';
 import { eventually, rawExchange, send, startSluice, type Running } from './helpers/sluice.js';
 import { startUpstream, type TestUpstream } from './helpers/upstream.js';
 
@@ -105,6 +106,8 @@ test('an upstream reset mid-body: a chunked response ends without its last chunk
     assert.ok(!r.data.endsWith(LAST_CHUNK));
     await eventually(() => rec.upstreamErrors.length === 1, 'fault reported');
     assert.deepEqual(rec.upstreamErrors, ['upstream_body_reset']);
+    const m = await scrape(s.adminUrl);
+    assert.equal(m.value('sluice_upstream_errors_total', { route: 'main', kind: 'body_reset' }), 1);
   }));
 
 test('a slow but steady body whose pauses stay under bodyMs arrives whole', () =>

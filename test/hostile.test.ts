@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { recordEvents, type Recorded } from './helpers/events.js';
+import { scrape } from './helpers/prom.js';
 import { eventually, rawExchange, refusalOf, send, startSluice, type Running } from './helpers/sluice.js';
 import { startUpstream, type TestUpstream } from './helpers/upstream.js';
 
@@ -89,6 +90,8 @@ test('malformed request lines and header names get 400 JSON, the connection clos
     }
     assert.equal(up.seen.length, before);
     assert.equal(rec.admitted, 0);
+    const m = await scrape(s.adminUrl);
+    assert.equal(m.value('sluice_client_errors_total', { code: 'bad_request' }), Object.keys(cases).length);
   }));
 
 test('request smuggling: conflicting Content-Length / Transfer-Encoding is refused, never forwarded', () =>
@@ -186,6 +189,7 @@ test('path tricks that could reach another route than the prefix says get 400 ba
       assert.equal(reasonOf(r.data), 'bad_path', p);
     }
     assert.equal(up.seen.length, before, 'none of them was forwarded');
+    assert.equal((await scrape(s.adminUrl)).value('sluice_client_errors_total', { code: 'bad_path' }), tricks.length);
     // Escapes that mean the same to everyone are fine, and stay on their route.
     const fine = await send(`${s.url}/api/orders/a%20b%3F%C3%A9`);
     assert.equal(fine.status, 200);
