@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { recordEvents, type Recorded } from './helpers/events.js';
 import { scrape } from './helpers/prom.js';
-import { eventually, refusalOf, send, startSluice, type Running } from './helpers/sluice.js';
+import { eventually, refusalOf, send, startSluice, startSluiceFile, writePolicy, type Running } from './helpers/sluice.js';
 import { startUpstream, type TestUpstream } from './helpers/upstream.js';
 
 let up: TestUpstream;
@@ -158,3 +158,48 @@ test('a disabled breaker shows as null and never refuses', () =>
     for (let i = 0; i < 6; i++) assert.equal((await send(`${s.url}/x`)).status, 502);
     assert.equal((await s.state()).routes[0]!.circuitBreaker, null);
   }));
+
+test('shadow mode: an open circuit is a would-be refusal; the request is still forwarded', () =>
+  withSluice(`mode: shadow\n${policy({ openMs: 5000 })}`, async (s, rec) => {
+    up.setFailing(true);
+    for (let i = 0; i < 3; i++) assert.equal((await send(`${s.url}/x`)).status, 502);
+    assert.equal((await breakerOf(s)).state, 'open');
+    const seen = up.seen.length;
+    const a = await send(`${s.url}/x`);
+    assert.equal(a.status, 502, 'forwarded (and failed) instead of refused');
+    assert.equal(up.seen.length, seen + 1);
+    await eventually(() => s.logs.some((l) => l.msg === 'would refuse' && l.reason === 'circuit_open'), 'would-refuse logged');
+    assert.deepEqual(rec.shadowRefused, ['circuit_open']);
+    assert.deepEqual(rec.refused, []);
+  }));
+
+test('reload keeps the breaker (state and backoff) unless the upstream or the breaker config changed', async () => {
+  const yaml = (extra = '', upstream = up.url) => policy({ openMs: 5000 }).replace(/upstream: http:\/\/127\.0\.0\.1:\d+\n  - name: dead/, `upstream: ${upstream}\n${extra}  - name: dead`);
+  const file = writePolicy(yaml());
+  const s = await startSluiceFile(file, { random: () => 0.99 });
+  try {
+    up.setFailing(true);
+    for (let i = 0; i < 3; i++) await send(`${s.url}/x`);
+    assert.equal((await breakerOf(s)).state, 'open');
+    // Another limit: the breaker stays open.
+    writePolicy(yaml('    limit: { algorithm: fixed, initial: 9 }\n'), file);
+    assert.equal(s.app.reload().result, 'success');
+    assert.equal((await breakerOf(s)).state, 'open');
+    assert.equal((await send(`${s.url}/x`)).status, 503);
+    // Another upstream: a fresh breaker.
+    const other = await startUpstream();
+    try {
+      writePolicy(yaml('', other.url), file);
+      assert.equal(s.app.reload().result, 'success');
+      const b = await breakerOf(s);
+      assert.equal(b.state, 'closed');
+      assert.equal(b.opens, 0);
+      assert.equal((await send(`${s.url}/x`)).status, 200);
+    } finally {
+      await other.close();
+    }
+  } finally {
+    up.setFailing(false);
+    await s.close();
+  }
+});
