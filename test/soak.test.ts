@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { trend, verdict, type Sample } from '../src/soak/report.js';
 
 function series(values: number[]): Sample[] {
-  return values.map((v, t) => ({ t, rss: v, heapUsed: v, fds: v, connections: 0, inflight: 0, queued: 0, offered: 0, ok: 0, refused: 0 }));
+  return values.map((v, t) => ({ t, rss: v, heapUsed: v, external: 0, fds: v, connections: 0, inflight: 0, queued: 0, offered: 0, ok: 0, refused: 0 }));
 }
 
 test('soak trend: warm-up growth is ignored, a sawtooth is flat, a steady climb is not', () => {

@@ -2,6 +2,9 @@
  * The soak verdict: is memory (and are file descriptors) flat under
  * sustained overload?
  *
+ * Memory is sampled right after a full GC (see child.ts), so heap used is the
+ * live heap, not the GC's sawtooth.
+ *
  * File descriptors: the raw count follows the connections the load generator
  * keeps open (it opens more when latency rises and lets idle ones go), which
  * is load, not a leak. So the verdict is on the descriptors that are NOT an
@@ -23,6 +26,7 @@ export interface Sample {
   readonly t: number;
   readonly rss: number;
   readonly heapUsed: number;
+  readonly external: number;
   readonly fds: number;
   /** Open connections (clients + upstream pools). */
   readonly connections: number;
@@ -89,6 +93,8 @@ export interface SoakResult {
 export interface Verdict {
   readonly rss: Trend;
   readonly heapUsed: Trend;
+  /** Reported, not judged: buffers come and go with the traffic. */
+  readonly external: Trend;
   /** Descriptors that are not an open connection: judged. */
   readonly otherFds: Trend;
   /** All descriptors: reported, not judged (they follow the load's connections). */
@@ -99,9 +105,10 @@ export interface Verdict {
 export function verdict(samples: readonly Sample[]): Verdict {
   const rss = trend(samples, (s) => s.rss);
   const heapUsed = trend(samples, (s) => s.heapUsed);
+  const external = trend(samples, (s) => s.external);
   const otherFds = trend(samples, (s) => s.fds - s.connections);
   const fds = trend(samples, (s) => s.fds);
-  return { rss, heapUsed, otherFds, fds, flat: rss.flat && heapUsed.flat && otherFds.flat };
+  return { rss, heapUsed, external, otherFds, fds, flat: rss.flat && heapUsed.flat && otherFds.flat };
 }
 
 const MB = 1024 * 1024;
@@ -134,7 +141,8 @@ export function formatReport(r: SoakResult, v: Verdict): string {
     `| series | fit start | fit end | growth | min | max | |`,
     `|---|---|---|---|---|---|---|`,
     row('RSS', v.rss, mb),
-    row('heap used', v.heapUsed, mb),
+    row('heap used (live, after GC)', v.heapUsed, mb),
+    `| external (not judged) | ${mb(v.external.start)} | ${mb(v.external.end)} | ${pct(v.external.growth)} | ${mb(v.external.min)} | ${mb(v.external.max)} | buffers in flight |`,
     row('fds other than connections', v.otherFds, (x) => x.toFixed(0)),
     `| all open fds (not judged) | ${v.fds.start.toFixed(0)} | ${v.fds.end.toFixed(0)} | ${pct(v.fds.growth)} | ${v.fds.min} | ${v.fds.max} | follows the load's connections |`,
     ``,

@@ -77,6 +77,8 @@ async function main(): Promise<void> {
   const upstream = await startCapacityUpstream({ workers: WORKERS, serviceTimeMs: SERVICE_MS });
   const child = fork(new URL('./child.js', import.meta.url), [], {
     env: { ...process.env, SOAK_POLICY: policy(upstream.url) },
+    // The child collects garbage before each sample: the heap it reports is the live heap.
+    execArgv: ['--expose-gc'],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   const ready = await new Promise<{ proxyUrl: string }>((resolve, reject) => {
@@ -118,6 +120,7 @@ async function main(): Promise<void> {
             t: s.t,
             rss: c.rss,
             heapUsed: c.heapUsed,
+            external: c.external,
             fds: c.fds,
             connections: c.connections,
             inflight: c.inflight,
