@@ -1,0 +1,59 @@
+// Batch flood: interactive users at a steady 0.3x of the demo upstream's
+// capacity while a batch job floods the same route at 10x. Batch may use at
+// most half of the route's limit, so interactive keeps its success rate and
+// its latency, and batch absorbs the refusals (while still getting its
+// reserved share through: it is throttled, not starved).
+//
+//   k6 run loadtests/batch-flood.js
+
+import http from 'k6/http';
+import { BASE_URL, CAPACITY, EXPECTED, laneParams, record } from './lib.js';
+
+const INTERACTIVE_RATE = Math.max(1, Math.round(CAPACITY * 0.3));
+const BATCH_RATE = Math.round(CAPACITY * 10);
+
+/** @type {import('k6/options').Options} */
+export const options = {
+  scenarios: {
+    interactive: {
+      executor: 'constant-arrival-rate',
+      exec: 'interactive',
+      rate: INTERACTIVE_RATE,
+      timeUnit: '1s',
+      duration: '40s',
+      preAllocatedVUs: 20,
+      maxVUs: 200,
+    },
+    batch: {
+      executor: 'constant-arrival-rate',
+      exec: 'batch',
+      startTime: '5s',
+      rate: BATCH_RATE,
+      timeUnit: '1s',
+      duration: '30s',
+      preAllocatedVUs: 100,
+      maxVUs: 600,
+    },
+  },
+  thresholds: {
+    http_req_failed: ['rate<0.001'],
+    refusal_contract_violations: ['count==0'],
+    // Interactive is unaffected by the flood...
+    'success{lane:interactive}': ['rate>0.99'],
+    'http_req_duration{lane:interactive,status:200}': ['p(99)<500'],
+    // ...because batch absorbs the refusals,
+    'refused{lane:batch}': ['rate>0.5'],
+    // yet batch is throttled, not starved.
+    'success{lane:batch}': ['rate>0.01'],
+  },
+};
+
+export function interactive() {
+  const res = http.get(`${BASE_URL}/api/page`, Object.assign(laneParams('interactive'), { responseCallback: EXPECTED }));
+  record(res, 'interactive');
+}
+
+export function batch() {
+  const res = http.get(`${BASE_URL}/api/export`, Object.assign(laneParams('batch'), { responseCallback: EXPECTED }));
+  record(res, 'batch');
+}
