@@ -4,7 +4,6 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'undici';
-import type { LoadResult } from './loadgen.js';
 import type { Placement, Proc } from './processes.js';
 
 export interface BenchContext {
@@ -198,42 +197,6 @@ export function startTrace(sluice: Proc, upstreamUrl: string, everyMs: number, t
       return samples;
     },
   };
-}
-
-export function median(xs: readonly number[]): number {
-  if (xs.length === 0) return Number.NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
-}
-
-/** (max - min) / median, as a percentage: how far repeated measurements spread. */
-export function spreadPct(xs: readonly number[]): number {
-  if (xs.length < 2) return Number.NaN;
-  return ((Math.max(...xs) - Math.min(...xs)) / median(xs)) * 100;
-}
-
-/**
- * Answers per second of one stream over the run's steady part: whole seconds
- * from `skip` (warm-up) to the end of the offered duration.
- */
-export function steadyRate(r: LoadResult, stream: string, what: 'ok' | 'refused' | 'answered', skip: number): number {
-  const last = Math.floor(r.durationMs / 1000);
-  const rows = r.seconds.filter((s) => s.t >= skip && s.t < last);
-  if (rows.length === 0) return Number.NaN;
-  let n = 0;
-  for (const row of rows) {
-    const s = row.streams[stream];
-    if (s === undefined) continue;
-    n += what === 'ok' ? s.ok : what === 'refused' ? s.refused : s.ok + s.refused + s.other;
-  }
-  return n / rows.length;
-}
-
-export function sumValues(rec: Record<string, number>): number {
-  let n = 0;
-  for (const v of Object.values(rec)) n += v;
-  return n;
 }
 
 export function fmt(v: number | null | undefined, digits = 1): string {

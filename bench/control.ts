@@ -9,16 +9,14 @@
  * TRACE_MS; charts plot them against interactive latency per second.
  */
 import type { LoadResult, StreamSpec } from './loadgen.js';
+import { median, settleTime, steadyRate, sumValues } from './analysis.js';
 import {
   controlPolicy,
   fmt,
   getJson,
-  median,
   postJson,
   routeState,
   startTrace,
-  steadyRate,
-  sumValues,
   table,
   writeChart,
   writeConfig,
@@ -274,31 +272,6 @@ async function batchFlood(ctx: BenchContext, sluice: Proc, upstream: Proc): Prom
 
 // ---------------------------------------------------------------------------
 // 5. capacity change
-
-interface Settle {
-  readonly at: number;
-  readonly finalLimit: number;
-  /** Seconds after the change until the limit stayed within the band; null when it never settled in the phase. */
-  readonly settleS: number | null;
-}
-
-/**
- * When the limit settled after a change at `from`: the phase's final value is
- * the median of its last quarter; settled = from then on within
- * max(1, 10%) of it until the phase ends.
- */
-function settleTime(trace: readonly TraceSample[], from: number, to: number): Settle {
-  const inPhase = trace.filter((s) => s.t >= from && s.t < to);
-  if (inPhase.length === 0) return { at: from, finalLimit: Number.NaN, settleS: null };
-  const finalLimit = median(inPhase.slice(-Math.max(1, Math.floor(inPhase.length / 4))).map((s) => s.limit));
-  const band = Math.max(1, 0.1 * finalLimit);
-  let settledAt: number | null = null;
-  for (const s of inPhase) {
-    if (Math.abs(s.limit - finalLimit) <= band) settledAt ??= s.t;
-    else settledAt = null;
-  }
-  return { at: from, finalLimit, settleS: settledAt === null ? null : Math.max(0, settledAt - from) };
-}
 
 async function capacityChange(ctx: BenchContext, sluice: Proc, upstream: Proc): Promise<ScenarioOutput> {
   const phaseS = ctx.quick ? 3 : 20;

@@ -51,7 +51,8 @@ interface Axis {
 }
 
 function axisFor(values: number[]): Axis {
-  const top = Math.max(1e-9, ...values);
+  // 5% headroom, so a line at the maximum is not drawn on the frame.
+  const top = Math.max(1e-9, ...values) * 1.05;
   const step = niceStep(top, 5);
   return { max: Math.ceil(top / step) * step, step };
 }

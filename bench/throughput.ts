@@ -12,15 +12,12 @@
  */
 import { Agent, request } from 'undici';
 import type { LoadResult, LoadSpec } from './loadgen.js';
+import { median, spreadPct, steadyRate, sumValues } from './analysis.js';
 import {
   admitAllPolicy,
   fmt,
-  median,
   refuseAllPolicy,
   routeState,
-  spreadPct,
-  steadyRate,
-  sumValues,
   table,
   writeConfig,
   type BenchContext,
