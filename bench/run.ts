@@ -93,8 +93,7 @@ async function main(): Promise<void> {
   const outputs: ScenarioOutput[] = [];
   let algorithm = '';
   if (only.includes('overhead') || only.includes('refusal')) {
-    const both = await throughputScenarios(ctx);
-    outputs.push(...both.filter((o) => only.includes(o.id)));
+    outputs.push(...(await throughputScenarios(ctx, { overhead: only.includes('overhead'), refusal: only.includes('refusal') })));
   }
   if (only.includes('control')) {
     const c = await controlScenarios(ctx);

@@ -141,7 +141,84 @@ function latencyRow(target: string, round: number, r: LoadResult): LatencyRow {
   return { target, round, p50: s.latencyOk.p50, p99: s.latencyOk.p99, p999: s.latencyOk.p999, ok: s.ok, offered: s.offered };
 }
 
-export async function throughputScenarios(ctx: BenchContext): Promise<ScenarioOutput[]> {
+interface Durations {
+  readonly rounds: number;
+  readonly durationMs: number;
+  readonly warmupMs: number;
+  readonly latencyRounds: number;
+  readonly latencyMs: number;
+}
+
+/** 1. overhead: saturation throughput, then latency at a fixed rate. */
+async function overhead(ctx: BenchContext, bareT: Target, sluiceT: Target, upstream: Proc, d: Durations): Promise<ScenarioOutput> {
+  const { rounds, durationMs, warmupMs, latencyRounds, latencyMs } = d;
+  const p = ctx.placement;
+  ctx.log('1. overhead: saturation, bare @fastify/http-proxy vs sluice (admitting everything)');
+  const sat = await alternate(ctx, bareT, sluiceT, upstream, rounds, durationMs, warmupMs);
+  const bareRps = sat.filter((m) => m.target === 'bare').map((m) => m.rps);
+  const sluiceRps = sat.filter((m) => m.target === 'sluice').map((m) => m.rps);
+  const tputRatios = ratios(sat, 'sluice', 'bare', (m) => m.rps);
+  const cpuRatios = ratios(sat, 'bare', 'sluice', (m) => m.proxyCpuUsPerReq);
+  const latencyRate = Math.max(100, Math.round(0.5 * Math.min(median(bareRps), median(sluiceRps))));
+  ctx.log(`1. overhead: latency at ${latencyRate} req/s (half the lower saturation throughput)`);
+  const lat: LatencyRow[] = [];
+  for (let i = 0; i < latencyRounds; i++) {
+    for (const t of i % 2 === 0 ? [bareT, sluiceT] : [sluiceT, bareT]) {
+      const r = await runLoadgen(
+        {
+          url: t.url,
+          durationMs: latencyMs,
+          streams: [{ name: 'load', rate: latencyRate, path: '/api/items/42?view=full' }],
+          connections: 256,
+          maxInFlight: 4096,
+          timeoutMs: 10_000,
+        },
+        p.loadgen,
+      );
+      lat.push(latencyRow(t.name, i + 1, r));
+    }
+  }
+  const latOf = (target: string, k: 'p50' | 'p99'): number => median(lat.filter((l) => l.target === target).map((l) => l[k] ?? Number.NaN));
+  const addedP50 = latOf('sluice', 'p50') - latOf('bare', 'p50');
+  const addedP99 = latOf('sluice', 'p99') - latOf('bare', 'p99');
+  const tputRatio = median(tputRatios);
+  const sluiceSaturated = sat.filter((m) => m.target === 'sluice').every((m) => m.proxyCpuPct >= SATURATED_CPU_PCT);
+
+  const overheadTargets: TargetRow[] = [
+    {
+      target: 'admitted-path throughput >= 1.0x bare @fastify/http-proxy',
+      measured: `${fmt(tputRatio, 3)}x (median of ${tputRatios.length} paired rounds; CPU per request: bare/sluice = ${fmt(median(cpuRatios), 3)})`,
+      met: ctx.quick ? null : tputRatio >= 1.0,
+    },
+  ];
+  return {
+    id: 'overhead',
+    title: '1. Overhead: sluice admitting everything vs bare @fastify/http-proxy',
+    markdown: [
+      `Fast upstream (answers at once, 11-byte JSON). Saturation: open loop offering ${SATURATION_RATE} req/s with ${SATURATION_CONCURRENCY} requests outstanding, ${durationMs / 1000} s per run (first second dropped as warm-up), ${rounds} round(s), ABBA order, after a ${warmupMs / 1000} s warm-up run each.`,
+      '',
+      measurementTable(sat),
+      '',
+      `- throughput: bare median ${Math.round(median(bareRps))} req/s (spread ${fmt(spreadPct(bareRps), 0)}%), sluice median ${Math.round(median(sluiceRps))} req/s (spread ${fmt(spreadPct(sluiceRps), 0)}%)`,
+      `- **sluice / bare throughput: ${fmt(tputRatio, 3)}x** (per round: ${tputRatios.map((x) => fmt(x, 3)).join(', ')})`,
+      `- proxy CPU per request, bare / sluice: ${fmt(median(cpuRatios), 3)} (per round: ${cpuRatios.map((x) => fmt(x, 3)).join(', ')}; > 1 means sluice is cheaper)`,
+      sluiceSaturated ? '- sluice was CPU-bound in every round: the throughput numbers are its own.' : `- note: sluice was below ${SATURATED_CPU_PCT}% CPU in some round: the generator or upstream core limited that round.`,
+      '',
+      `Latency at ${latencyRate} req/s open loop (half the lower saturation throughput), ${latencyMs / 1000} s per run, from the intended send time (ms):`,
+      '',
+      table(
+        ['round', 'target', 'p50', 'p99', 'p99.9', 'ok / offered'],
+        lat.map((l) => [l.round, l.target, fmt(l.p50, 2), fmt(l.p99, 2), fmt(l.p999, 2), `${l.ok} / ${l.offered}`]),
+      ),
+      '',
+      `- **added by sluice: p50 ${fmt(addedP50, 2)} ms, p99 ${fmt(addedP99, 2)} ms** (medians over rounds)`,
+    ].join('\n'),
+    json: { saturation: sat, latencyRate, latency: lat, throughputRatio: tputRatio, cpuRatio: median(cpuRatios), addedP50Ms: addedP50, addedP99Ms: addedP99 },
+    targets: overheadTargets,
+  };
+}
+
+export async function throughputScenarios(ctx: BenchContext, which: { overhead: boolean; refusal: boolean }): Promise<ScenarioOutput[]> {
   const rounds = ctx.quick ? 1 : 3;
   const durationMs = ctx.quick ? 2_000 : 5_000;
   const warmupMs = ctx.quick ? 1_000 : 2_000;
@@ -162,70 +239,9 @@ export async function throughputScenarios(ctx: BenchContext): Promise<ScenarioOu
     const bareT: Target = { name: 'bare', proc: bare, url: urlOf(bare), expect: 'ok' };
     const sluiceT: Target = { name: 'sluice', proc: sluice, url: String(sluice.ready['proxy']), expect: 'ok' };
 
-    // ---- 1. overhead: saturation throughput, then latency at a fixed rate.
-    ctx.log('1. overhead: saturation, bare @fastify/http-proxy vs sluice (admitting everything)');
-    const sat = await alternate(ctx, bareT, sluiceT, upstream, rounds, durationMs, warmupMs);
-    const bareRps = sat.filter((m) => m.target === 'bare').map((m) => m.rps);
-    const sluiceRps = sat.filter((m) => m.target === 'sluice').map((m) => m.rps);
-    const tputRatios = ratios(sat, 'sluice', 'bare', (m) => m.rps);
-    const cpuRatios = ratios(sat, 'bare', 'sluice', (m) => m.proxyCpuUsPerReq);
-    const latencyRate = Math.max(100, Math.round(0.5 * Math.min(median(bareRps), median(sluiceRps))));
-    ctx.log(`1. overhead: latency at ${latencyRate} req/s (half the lower saturation throughput)`);
-    const lat: LatencyRow[] = [];
-    for (let i = 0; i < latencyRounds; i++) {
-      for (const t of i % 2 === 0 ? [bareT, sluiceT] : [sluiceT, bareT]) {
-        const r = await runLoadgen(
-          {
-            url: t.url,
-            durationMs: latencyMs,
-            streams: [{ name: 'load', rate: latencyRate, path: '/api/items/42?view=full' }],
-            connections: 256,
-            maxInFlight: 4096,
-            timeoutMs: 10_000,
-          },
-          p.loadgen,
-        );
-        lat.push(latencyRow(t.name, i + 1, r));
-      }
-    }
-    const latOf = (target: string, k: 'p50' | 'p99'): number => median(lat.filter((l) => l.target === target).map((l) => l[k] ?? Number.NaN));
-    const addedP50 = latOf('sluice', 'p50') - latOf('bare', 'p50');
-    const addedP99 = latOf('sluice', 'p99') - latOf('bare', 'p99');
-    const tputRatio = median(tputRatios);
-    const sluiceSaturated = sat.filter((m) => m.target === 'sluice').every((m) => m.proxyCpuPct >= SATURATED_CPU_PCT);
-
-    const overheadTargets: TargetRow[] = [
-      {
-        target: 'admitted-path throughput >= 1.0x bare @fastify/http-proxy',
-        measured: `${fmt(tputRatio, 3)}x (median of ${tputRatios.length} paired rounds; CPU per request: bare/sluice = ${fmt(median(cpuRatios), 3)})`,
-        met: ctx.quick ? null : tputRatio >= 1.0,
-      },
-    ];
-    const overhead: ScenarioOutput = {
-      id: 'overhead',
-      title: '1. Overhead: sluice admitting everything vs bare @fastify/http-proxy',
-      markdown: [
-        `Fast upstream (answers at once, 11-byte JSON). Saturation: open loop offering ${SATURATION_RATE} req/s with ${SATURATION_CONCURRENCY} requests outstanding, ${durationMs / 1000} s per run (first second dropped as warm-up), ${rounds} round(s), ABBA order, after a ${warmupMs / 1000} s warm-up run each.`,
-        '',
-        measurementTable(sat),
-        '',
-        `- throughput: bare median ${Math.round(median(bareRps))} req/s (spread ${fmt(spreadPct(bareRps), 0)}%), sluice median ${Math.round(median(sluiceRps))} req/s (spread ${fmt(spreadPct(sluiceRps), 0)}%)`,
-        `- **sluice / bare throughput: ${fmt(tputRatio, 3)}x** (per round: ${tputRatios.map((x) => fmt(x, 3)).join(', ')})`,
-        `- proxy CPU per request, bare / sluice: ${fmt(median(cpuRatios), 3)} (per round: ${cpuRatios.map((x) => fmt(x, 3)).join(', ')}; > 1 means sluice is cheaper)`,
-        sluiceSaturated ? '- sluice was CPU-bound in every round: the throughput numbers are its own.' : `- note: sluice was below ${SATURATED_CPU_PCT}% CPU in some round: the generator or upstream core limited that round.`,
-        '',
-        `Latency at ${latencyRate} req/s open loop (half the lower saturation throughput), ${latencyMs / 1000} s per run, from the intended send time (ms):`,
-        '',
-        table(
-          ['round', 'target', 'p50', 'p99', 'p99.9', 'ok / offered'],
-          lat.map((l) => [l.round, l.target, fmt(l.p50, 2), fmt(l.p99, 2), fmt(l.p999, 2), `${l.ok} / ${l.offered}`]),
-        ),
-        '',
-        `- **added by sluice: p50 ${fmt(addedP50, 2)} ms, p99 ${fmt(addedP99, 2)} ms** (medians over rounds)`,
-      ].join('\n'),
-      json: { saturation: sat, latencyRate, latency: lat, throughputRatio: tputRatio, cpuRatio: median(cpuRatios), addedP50Ms: addedP50, addedP99Ms: addedP99 },
-      targets: overheadTargets,
-    };
+    const outputs: ScenarioOutput[] = [];
+    if (which.overhead) outputs.push(await overhead(ctx, bareT, sluiceT, upstream, { rounds, durationMs, warmupMs, latencyRounds, latencyMs }));
+    if (!which.refusal) return outputs;
 
     // ---- 2. refusal cost: sluice answering 503 queue_full vs bare forwarding.
     ctx.log('2. refusal cost: sluice refusing (limit reached) vs bare forwarding');
@@ -250,7 +266,7 @@ export async function throughputScenarios(ctx: BenchContext): Promise<ScenarioOu
     const refCpuRatio = median(refCpuRatios);
     const refSaturated = ref.filter((m) => m.target === 'sluice-refusing').every((m) => m.proxyCpuPct >= SATURATED_CPU_PCT);
     const judged = refSaturated ? refRatio : refCpuRatio;
-    const refusal: ScenarioOutput = {
+    outputs.push({
       id: 'refusal',
       title: '2. Refusal cost: sluice answering 503 (limit reached) vs bare forwarding',
       markdown: [
@@ -272,8 +288,8 @@ export async function throughputScenarios(ctx: BenchContext): Promise<ScenarioOu
           met: ctx.quick ? null : judged >= 5,
         },
       ],
-    };
-    return [overhead, refusal];
+    });
+    return outputs;
   } finally {
     hold.abort();
     await Promise.all(procs.map((x) => x.stop()));

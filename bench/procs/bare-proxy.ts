@@ -15,6 +15,12 @@ async function main(): Promise<void> {
   await app.register(httpProxy, { upstream: values.upstream });
   const url = await app.listen({ host: '127.0.0.1', port: 0 });
   process.stdout.write(`${JSON.stringify({ url })}\n`);
+  process.once('SIGTERM', () => {
+    app.close().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  });
 }
 
 main().catch((err: unknown) => {
