@@ -252,7 +252,8 @@ export async function runLoad(spec: LoadSpec, onStart?: (epochMs: number) => voi
     reportedSecond++;
   }
 
-  function answered(o: Outstanding, status: number, body: string | null): void {
+  /** `body` is read only for refusals; `bad` = a refusal without an integer Retry-After or a JSON reason. */
+  function answered(o: Outstanding, status: number, body: string | null, bad: boolean): void {
     if (!outstanding.delete(o)) return; // already timed out
     const st = o.stream;
     const latency = (performance.now() - o.intended) * 1000;
@@ -264,6 +265,7 @@ export async function runLoad(spec: LoadSpec, onStart?: (epochMs: number) => voi
       o.phase.ok++;
       o.phase.lat.recordValue(latency);
     } else if (body !== null) {
+      if (bad) st.badRefusals++;
       o.phase.refused++;
       const reason = REASON.exec(body)?.[1] ?? 'unknown';
       const key = `${status}:${reason}`;
@@ -306,12 +308,11 @@ export async function runLoad(spec: LoadSpec, onStart?: (epochMs: number) => voi
         if (status === 429 || status === 503) {
           const text = await res.body.text();
           const ra = res.headers['retry-after'];
-          if (typeof ra !== 'string' || !RETRY_AFTER.test(ra) || !REASON.test(text)) st.badRefusals++;
-          answered(o, status, text);
+          answered(o, status, text, typeof ra !== 'string' || !RETRY_AFTER.test(ra) || !REASON.test(text));
           return;
         }
         await res.body.dump();
-        answered(o, status, null);
+        answered(o, status, null, false);
       })
       .catch((err: unknown) => failed(o, err));
   }
