@@ -85,11 +85,14 @@ routes:
 
 /**
  * The control scenarios' policy: two lanes as in loadtests/config.yaml, the
- * limit starting at the upstream's worker count. The algorithm is left to
+ * limit starting at 1.2x the upstream's worker count (what one would set as
+ * a fixed limit: a request or two waiting at the upstream keeps every worker
+ * busy while Sluice turns a finished slot around). The algorithm is left to
  * the config schema's default unless --algorithm names one.
  */
 export function controlPolicy(upstream: string, workers: number, algorithm: string | null): string {
   const alg = algorithm === null ? '' : `algorithm: ${algorithm}, `;
+  const initial = Math.ceil(workers * 1.2);
   return `${HEAD}lanes:
   - name: interactive
     queue: { maxLength: 50, maxWaitMs: 500 }
@@ -102,7 +105,7 @@ classify:
     when: { header: { name: x-priority, value: batch } }
 retryAfter: { minSeconds: 1, maxSeconds: 10, jitter: 0.2 }
 defaults:
-  limit: { ${alg}initial: ${workers}, min: 2, max: ${workers * 20} }
+  limit: { ${alg}initial: ${initial}, min: 2, max: ${workers * 20} }
   timeouts: { connectMs: 1000, headersMs: 10000, bodyMs: 10000 }
 routes:
   - name: capacity

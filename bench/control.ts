@@ -114,7 +114,7 @@ async function algorithmInForce(sluice: Proc): Promise<string> {
 
 async function overload(ctx: BenchContext, sluice: Proc, upstream: Proc): Promise<ScenarioOutput> {
   const factors = [2, 5, 10];
-  const levelMs = ctx.quick ? 3_000 : 15_000;
+  const levelMs = ctx.quick ? 3_000 : 12_000;
   const skip = ctx.quick ? 1 : 3;
   const upUrl = urlOf(upstream);
   const levels: { factor: number; run: Run; goodput: number; upstreamRate: number; offset: number }[] = [];
@@ -211,7 +211,7 @@ async function overload(ctx: BenchContext, sluice: Proc, upstream: Proc): Promis
 
 async function batchFlood(ctx: BenchContext, sluice: Proc, upstream: Proc): Promise<ScenarioOutput> {
   const baseMs = ctx.quick ? 3_000 : 10_000;
-  const floodMs = ctx.quick ? 3_000 : 15_000;
+  const floodMs = ctx.quick ? 3_000 : 12_000;
   const upUrl = urlOf(upstream);
   ctx.log(`4. batch flood: interactive ${0.3 * CAPACITY} req/s alone for ${baseMs / 1000} s, then with batch at ${10 * CAPACITY} req/s for ${floodMs / 1000} s`);
   const base = await tracedRun(ctx, sluice, upUrl, { durationMs: baseMs, streams: streams(0.3 * CAPACITY, 0) });

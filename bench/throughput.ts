@@ -220,10 +220,10 @@ async function overhead(ctx: BenchContext, bareT: Target, sluiceT: Target, upstr
 
 export async function throughputScenarios(ctx: BenchContext, which: { overhead: boolean; refusal: boolean }): Promise<ScenarioOutput[]> {
   const rounds = ctx.quick ? 1 : 3;
-  const durationMs = ctx.quick ? 2_000 : 5_000;
+  const durationMs = ctx.quick ? 2_000 : 4_000;
   const warmupMs = ctx.quick ? 1_000 : 2_000;
   const latencyRounds = ctx.quick ? 1 : 2;
-  const latencyMs = ctx.quick ? 2_000 : 5_000;
+  const latencyMs = ctx.quick ? 2_000 : 4_000;
   const p = ctx.placement;
 
   const upstream = await startFastUpstream(p.upstream);
