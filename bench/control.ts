@@ -24,7 +24,7 @@ import {
   type ScenarioOutput,
   type TraceSample,
 } from './common.js';
-import { runLoadgen, startCapacityUpstream, startSluice, urlOf, type Proc } from './processes.js';
+import { runLoadgen, startCapacityUpstream, startSluice, urlOf, type Placement, type Proc } from './processes.js';
 import { lineChart, type Series } from './svg.js';
 
 const WORKERS = 10;
@@ -41,19 +41,23 @@ function streams(interactiveRate: number, batchRate: number): StreamSpec[] {
 interface Run {
   readonly result: LoadResult;
   readonly trace: TraceSample[];
+  /** CPU use during the run, % of one core: is any process the bottleneck? */
+  readonly cpuPct: { readonly sluice: number; readonly upstream: number; readonly loadgen: number };
 }
 
 /** Runs one load with tracing; `at` schedules actions (e.g. a capacity change) at seconds since the generator's t0. */
 async function tracedRun(
   ctx: BenchContext,
   sluice: Proc,
-  upstreamUrl: string,
+  upstream: Proc,
   spec: { durationMs: number; streams: StreamSpec[]; phasesMs?: number[] },
   at: { s: number; run: () => Promise<unknown> }[] = [],
 ): Promise<Run> {
   let t0 = Date.now();
   const timers: NodeJS.Timeout[] = [];
-  const trace = startTrace(sluice, upstreamUrl, TRACE_MS, () => t0);
+  const trace = startTrace(sluice, urlOf(upstream), TRACE_MS, () => t0);
+  const sluiceCpu0 = sluice.cpuSeconds();
+  const upstreamCpu0 = upstream.cpuSeconds();
   const actions: Promise<unknown>[] = [];
   const result = await runLoadgen(
     { url: String(sluice.ready['proxy']), connections: 1024, maxInFlight: 8192, timeoutMs: 15_000, ...spec },
@@ -71,7 +75,18 @@ async function tracedRun(
   );
   for (const t of timers) clearTimeout(t);
   await Promise.all(actions);
-  return { result, trace: await trace.stop() };
+  const wall = result.elapsedMs / 1000;
+  const cpuPct = {
+    sluice: ((sluice.cpuSeconds() - sluiceCpu0) / wall) * 100,
+    upstream: ((upstream.cpuSeconds() - upstreamCpu0) / wall) * 100,
+    loadgen: (result.cpuSeconds / wall) * 100,
+  };
+  return { result, trace: await trace.stop(), cpuPct };
+}
+
+const CPU_HEADER = 'CPU % sluice / upstream / loadgen';
+function cpuCell(r: Run): string {
+  return `${fmt(r.cpuPct.sluice, 0)} / ${fmt(r.cpuPct.upstream, 0)} / ${fmt(r.cpuPct.loadgen, 0)}`;
 }
 
 function secondsSeries(r: LoadResult, stream: string, k: 'p99' | 'p50' | 'ok', offset = 0): [number, number | null][] {
@@ -123,7 +138,7 @@ async function overload(ctx: BenchContext, sluice: Proc, upstream: Proc): Promis
     ctx.log(`3. overload: ${f}x capacity (${f * CAPACITY} req/s, 30% interactive, 70% batch) for ${levelMs / 1000} s`);
     const before = (await getJson<{ stats: { served: number } }>(`${upUrl}/_control`)).stats.served;
     const started = Date.now();
-    const run = await tracedRun(ctx, sluice, upUrl, { durationMs: levelMs, streams: streams(0.3 * f * CAPACITY, 0.7 * f * CAPACITY) });
+    const run = await tracedRun(ctx, sluice, upstream, { durationMs: levelMs, streams: streams(0.3 * f * CAPACITY, 0.7 * f * CAPACITY) });
     const served = (await getJson<{ stats: { served: number } }>(`${upUrl}/_control`)).stats.served - before;
     const okRate = steadyRate(run.result, 'interactive', 'ok', skip) + steadyRate(run.result, 'batch', 'ok', skip);
     levels.push({ factor: f, run, goodput: okRate / CAPACITY, upstreamRate: served / ((Date.now() - started) / 1000), offset });
@@ -169,6 +184,7 @@ async function overload(ctx: BenchContext, sluice: Proc, upstream: Proc): Promis
       `${fmt(b.latencyOk.p50)} / ${fmt(b.latencyOk.p99)}`,
       `${fmt(Math.min(...rss), 0)}-${fmt(Math.max(...rss), 0)}`,
       `${fmt(median(l.run.trace.map((s) => s.limit)), 0)}`,
+      cpuCell(l.run),
     ];
   });
   const worst = Math.min(...levels.map((l) => l.goodput));
@@ -178,7 +194,7 @@ async function overload(ctx: BenchContext, sluice: Proc, upstream: Proc): Promis
     markdown: [
       `Capacity-modelled upstream: ${WORKERS} workers x ${SERVICE_MS} ms = ${CAPACITY} req/s. Offered open loop at 2x, 5x, 10x for ${levelMs / 1000} s each (30% interactive, 70% batch with \`x-priority: batch\`); goodput = 200s per second over the steady part (from second ${skip}) / capacity.`,
       '',
-      table(['offered', 'req/s', 'goodput', 'upstream served/s', 'interactive p50 / p99 ms', 'batch p50 / p99 ms', 'sluice RSS MB', 'median limit'], rows),
+      table(['offered', 'req/s', 'goodput', 'upstream served/s', 'interactive p50 / p99 ms', 'batch p50 / p99 ms', 'sluice RSS MB', 'median limit', CPU_HEADER], rows),
       '',
       ...levels.flatMap((l) => [`Refusals at ${l.factor}x:`, '', refusedTable(l.run.result), '']),
       `- RSS during 10x: first quarter median ${fmt(rssEarly)} MB, last quarter ${fmt(rssLate)} MB (${fmt(rssGrowthPct)}%); whole scenario ${fmt(Math.min(...rssAll), 0)}-${fmt(Math.max(...rssAll), 0)} MB`,
@@ -212,10 +228,9 @@ async function overload(ctx: BenchContext, sluice: Proc, upstream: Proc): Promis
 async function batchFlood(ctx: BenchContext, sluice: Proc, upstream: Proc): Promise<ScenarioOutput> {
   const baseMs = ctx.quick ? 3_000 : 10_000;
   const floodMs = ctx.quick ? 3_000 : 12_000;
-  const upUrl = urlOf(upstream);
   ctx.log(`4. batch flood: interactive ${0.3 * CAPACITY} req/s alone for ${baseMs / 1000} s, then with batch at ${10 * CAPACITY} req/s for ${floodMs / 1000} s`);
-  const base = await tracedRun(ctx, sluice, upUrl, { durationMs: baseMs, streams: streams(0.3 * CAPACITY, 0) });
-  const flood = await tracedRun(ctx, sluice, upUrl, { durationMs: floodMs, streams: streams(0.3 * CAPACITY, 10 * CAPACITY) });
+  const base = await tracedRun(ctx, sluice, upstream, { durationMs: baseMs, streams: streams(0.3 * CAPACITY, 0) });
+  const flood = await tracedRun(ctx, sluice, upstream, { durationMs: floodMs, streams: streams(0.3 * CAPACITY, 10 * CAPACITY) });
   const bi = base.result.streams['interactive']!;
   const fi = flood.result.streams['interactive']!;
   const fb = flood.result.streams['batch']!;
@@ -246,10 +261,10 @@ async function batchFlood(ctx: BenchContext, sluice: Proc, upstream: Proc): Prom
       `Same upstream (${CAPACITY} req/s). Interactive at 0.3x capacity alone for ${baseMs / 1000} s (unloaded baseline), then with batch flooding at 10x for ${floodMs / 1000} s.`,
       '',
       table(
-        ['phase', 'interactive offered', 'interactive ok', 'success', 'p50 ms', 'p99 ms', 'p99.9 ms', 'batch ok/s'],
+        ['phase', 'interactive offered', 'interactive ok', 'success', 'p50 ms', 'p99 ms', 'p99.9 ms', 'batch ok/s', CPU_HEADER],
         [
-          ['unloaded', bi.offered, bi.ok, `${fmt((bi.ok / Math.max(1, bi.offered)) * 100, 2)}%`, fmt(bi.latencyOk.p50), fmt(bi.latencyOk.p99), fmt(bi.latencyOk.p999), '-'],
-          ['batch flood', fi.offered, fi.ok, `**${fmt(success * 100, 2)}%**`, fmt(fi.latencyOk.p50), `**${fmt(fi.latencyOk.p99)}**`, fmt(fi.latencyOk.p999), fmt(fb.ok / (floodMs / 1000), 0)],
+          ['unloaded', bi.offered, bi.ok, `${fmt((bi.ok / Math.max(1, bi.offered)) * 100, 2)}%`, fmt(bi.latencyOk.p50), fmt(bi.latencyOk.p99), fmt(bi.latencyOk.p999), '-', cpuCell(base)],
+          ['batch flood', fi.offered, fi.ok, `**${fmt(success * 100, 2)}%**`, fmt(fi.latencyOk.p50), `**${fmt(fi.latencyOk.p99)}**`, fmt(fi.latencyOk.p999), fmt(fb.ok / (floodMs / 1000), 0), cpuCell(flood)],
         ],
       ),
       '',
@@ -283,7 +298,7 @@ async function capacityChange(ctx: BenchContext, sluice: Proc, upstream: Proc): 
   const run = await tracedRun(
     ctx,
     sluice,
-    upUrl,
+    upstream,
     { durationMs: 3 * phaseS * 1000, streams: streams(interactive, batch), phasesMs: [phaseS * 1000, 2 * phaseS * 1000] },
     [
       { s: phaseS, run: () => postJson(`${upUrl}/_control`, { workers: WORKERS / 2 }) },
@@ -349,11 +364,17 @@ async function capacityChange(ctx: BenchContext, sluice: Proc, upstream: Proc): 
 }
 
 export async function controlScenarios(ctx: BenchContext): Promise<{ outputs: ScenarioOutput[]; algorithm: string }> {
-  const p = ctx.placement;
+  // Unpinned: none of these processes needs a whole core (a few thousand
+  // requests per second, mostly refused), and on a machine shared with other
+  // work a pinned process cannot move off a busy core. In one pair of runs
+  // while other jobs ran, pinning cut goodput at 10x from 91% to 36% and
+  // interactive success under the batch flood from 100% to 62%.
+  const p: Placement = { proxy: null, loadgen: null, upstream: null };
+  const c: BenchContext = { ...ctx, placement: p };
   const upstream = await startCapacityUpstream(p.upstream, WORKERS, SERVICE_MS);
   const procs: Proc[] = [upstream];
   const fresh = async (name: string): Promise<Proc> => {
-    const s = await startSluice(p.proxy, writeConfig(ctx, name, controlPolicy(urlOf(upstream), WORKERS, ctx.algorithm)));
+    const s = await startSluice(p.proxy, writeConfig(c, name, controlPolicy(urlOf(upstream), WORKERS, c.algorithm)));
     procs.push(s);
     return s;
   };
@@ -361,13 +382,13 @@ export async function controlScenarios(ctx: BenchContext): Promise<{ outputs: Sc
     // A fresh Sluice per scenario: no limit state carried over from the previous one.
     const s3 = await fresh('overload');
     const algorithm = await algorithmInForce(s3);
-    const outputs: ScenarioOutput[] = [await overload(ctx, s3, upstream)];
+    const outputs: ScenarioOutput[] = [await overload(c, s3, upstream)];
     await s3.stop();
     const s4 = await fresh('batch-flood');
-    outputs.push(await batchFlood(ctx, s4, upstream));
+    outputs.push(await batchFlood(c, s4, upstream));
     await s4.stop();
     const s5 = await fresh('capacity-change');
-    outputs.push(await capacityChange(ctx, s5, upstream));
+    outputs.push(await capacityChange(c, s5, upstream));
     return { outputs, algorithm };
   } finally {
     await Promise.all(procs.map((x) => x.stop()));

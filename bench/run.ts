@@ -10,8 +10,10 @@
  *   --no-pin           do not pin processes to cores with taskset
  *   --report FILE      append to FILE instead of the default report
  *
- * Placement on a 2-core machine: the proxy under test (Sluice or the bare
- * proxy) alone on core 1; the load generator and the upstream share core 0.
+ * Placement on a 2-core machine, in the throughput scenarios (1, 2) only:
+ * the proxy under test (Sluice or the bare proxy) alone on core 1, the load
+ * generator and the upstream on core 0. The control scenarios (3-5) run
+ * unpinned (see control.ts).
  */
 import { execFileSync } from 'node:child_process';
 import { appendFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
@@ -50,7 +52,7 @@ function machine(placement: Placement): string[] {
   const pin =
     placement.proxy === null
       ? 'none (processes float over all cores)'
-      : `taskset: proxy under test on CPU ${placement.proxy}; load generator on CPU ${placement.loadgen}; upstream on CPU ${placement.upstream}`;
+      : `taskset in scenarios 1-2: proxy under test alone on CPU ${placement.proxy}, load generator and upstream on CPU ${placement.loadgen}; scenarios 3-5 unpinned`;
   return [
     `- machine: ${cpus[0]?.model ?? 'unknown CPU'}, ${cpus.length} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB, ${os.type()} ${os.release()}`,
     `- node ${process.version}, commit ${commit}${dirty}`,
