@@ -10,7 +10,7 @@ import { after, before, test } from 'node:test';
 import { median, settleTime, spreadPct, steadyRate } from '../bench/analysis.js';
 import { runLoad } from '../bench/loadgen.js';
 import { lineChart } from '../bench/svg.js';
-import { startSluice } from './helpers/sluice.js';
+import { eventually, startSluice } from './helpers/sluice.js';
 import { startUpstream, type TestUpstream } from './helpers/upstream.js';
 
 let up: TestUpstream;
@@ -120,6 +120,18 @@ routes:
   } finally {
     await s.close();
   }
+});
+
+test('loadgen times requests out from their intended send time and aborts them', async () => {
+  // /hold/... is never answered unless released.
+  const r = await runLoad({ url: up.url, durationMs: 100, streams: [{ name: 'stuck', rate: 50, path: '/hold/never' }], connections: 8, maxInFlight: 100, timeoutMs: 150 });
+  const s = r.streams['stuck']!;
+  assert.equal(s.offered, 5);
+  assert.deepEqual(s.errors, { TIMEOUT: 5 });
+  assert.equal(s.ok, 0);
+  assert.equal(r.unfinished, 0);
+  // The aborted requests closed their connections: the upstream holds nothing.
+  await eventually(() => up.holding() === 0, 'the upstream to see the aborted requests go');
 });
 
 test('loadgen refuses non-loopback targets', async () => {

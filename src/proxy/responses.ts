@@ -66,24 +66,29 @@ const ERROR_NAME: Readonly<Record<number, string>> = {
   504: 'gateway_timeout',
 };
 
-const errorBodies = new Map<ErrorCode, Buffer>();
-export function errorBody(code: ErrorCode): Buffer {
+// Bodies are kept as strings, not Buffers: they are pure ASCII (stable
+// codes and digits), so their byte length is their string length, and a
+// string body lets Node send the status line, headers and body in one socket
+// write instead of a writev of two chunks (about 4% less CPU per refusal,
+// measured with bench/ on both variants loaded at once).
+const errorBodies = new Map<ErrorCode, string>();
+export function errorBody(code: ErrorCode): string {
   let b = errorBodies.get(code);
   if (b === undefined) {
-    b = Buffer.from(JSON.stringify({ error: ERROR_NAME[ERROR_STATUS[code]] ?? 'error', reason: code }));
+    b = JSON.stringify({ error: ERROR_NAME[ERROR_STATUS[code]] ?? 'error', reason: code });
     errorBodies.set(code, b);
   }
   return b;
 }
 
 // Reasons x whole seconds in [1, maxSeconds]: a few hundred entries at most.
-const refusalBodies = new Map<string, Buffer>();
-export function refusalBody(r: Refusal): Buffer {
+const refusalBodies = new Map<string, string>();
+export function refusalBody(r: Refusal): string {
   const key = r.reason + r.retryAfterSeconds;
   let b = refusalBodies.get(key);
   if (b === undefined) {
     const error = r.status === 429 ? 'too_many_requests' : 'overloaded';
-    b = Buffer.from(JSON.stringify({ error, reason: r.reason, retryAfterSeconds: r.retryAfterSeconds }));
+    b = JSON.stringify({ error, reason: r.reason, retryAfterSeconds: r.retryAfterSeconds });
     refusalBodies.set(key, b);
   }
   return b;
@@ -102,7 +107,7 @@ export function writeRefusal(res: ServerResponse, r: Refusal, requestId: string)
     'cache-control': 'no-store',
     'x-request-id': requestId,
   });
-  res.end(body);
+  res.end(body, 'latin1');
 }
 
 const rawResponses = new Map<ErrorCode, Buffer>();
@@ -138,5 +143,5 @@ export function writeError(res: ServerResponse, code: ErrorCode, requestId: stri
     'cache-control': 'no-store',
     'x-request-id': requestId,
   });
-  res.end(body);
+  res.end(body, 'latin1');
 }
