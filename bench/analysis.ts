@@ -50,24 +50,32 @@ export function sumValues(rec: Record<string, number>): number {
 export interface Settle {
   readonly at: number;
   readonly finalLimit: number;
-  /** Seconds after the change until the limit stayed within the band; null when it never settled in the phase. */
+  /** Seconds after the change until the limit first came within the band; null when it never did. */
+  readonly reachS: number | null;
+  /** Seconds after the change until the limit stayed within the band to the end of the phase; null when it never settled. */
   readonly settleS: number | null;
 }
 
 /**
- * When the limit settled after a change at `from`: the phase's final value is
- * the median of its last quarter; settled = from then on within
- * max(1, 10%) of it until the phase ends.
+ * How the limit converged after a change at `from`: the phase's final value
+ * is the median of its last quarter, the band max(1, 10%) around it.
+ * reach = first sample in the band; settle = from then on always in the band
+ * until the phase ends (the usual settling time: later dips out of the band,
+ * e.g. an algorithm probing for more, push it back).
  */
 export function settleTime(trace: readonly LimitSample[], from: number, to: number): Settle {
   const inPhase = trace.filter((s) => s.t >= from && s.t < to);
-  if (inPhase.length === 0) return { at: from, finalLimit: Number.NaN, settleS: null };
+  if (inPhase.length === 0) return { at: from, finalLimit: Number.NaN, reachS: null, settleS: null };
   const finalLimit = median(inPhase.slice(-Math.max(1, Math.floor(inPhase.length / 4))).map((s) => s.limit));
   const band = Math.max(1, 0.1 * finalLimit);
+  let reachedAt: number | null = null;
   let settledAt: number | null = null;
   for (const s of inPhase) {
-    if (Math.abs(s.limit - finalLimit) <= band) settledAt ??= s.t;
-    else settledAt = null;
+    if (Math.abs(s.limit - finalLimit) <= band) {
+      reachedAt ??= s.t;
+      settledAt ??= s.t;
+    } else settledAt = null;
   }
-  return { at: from, finalLimit, settleS: settledAt === null ? null : Math.max(0, settledAt - from) };
+  const since = (t: number | null): number | null => (t === null ? null : Math.max(0, t - from));
+  return { at: from, finalLimit, reachS: since(reachedAt), settleS: since(settledAt) };
 }

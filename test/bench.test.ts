@@ -153,7 +153,7 @@ test('analysis: median, spread, steady rate over whole seconds after the warm-up
   assert.equal(steadyRate(result, 'a', 'answered', 1), 16);
 });
 
-test('analysis: settle time is when the limit enters and stays in the band of its final value', () => {
+test('analysis: the limit reaches the band of its final value, and settles once it stays there', () => {
   const trace = [
     ...[0, 1, 2, 3, 4].map((t) => ({ t, limit: 20 })),
     { t: 5, limit: 16 },
@@ -164,11 +164,13 @@ test('analysis: settle time is when the limit enters and stays in the band of it
   ];
   const s = settleTime(trace, 5, 15);
   assert.equal(s.finalLimit, 10);
+  assert.equal(s.reachS, 2);
   assert.equal(s.settleS, 4);
   assert.equal(settleTime(trace, 0, 5).settleS, 0);
   // Still moving at the end of the phase: no settle time.
   const moving = [0, 1, 2, 3, 4, 5, 6, 7].map((t) => ({ t, limit: t % 2 ? 10 : 30 }));
   assert.equal(settleTime(moving, 0, 8).settleS, null);
+  assert.equal(settleTime(moving, 0, 8).reachS, null); // swinging 10 <-> 30 around a median of 20 it never takes
 });
 
 test('svg chart: one path per series with data, markers, escaped text, both axes', () => {
