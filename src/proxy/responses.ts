@@ -121,15 +121,12 @@ export function rawErrorResponse(code: ErrorCode): Buffer {
   if (b === undefined) {
     const body = errorBody(code);
     const status = ERROR_STATUS[code];
-    b = Buffer.concat([
-      Buffer.from(
-        `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\n` +
-          `content-type: application/json; charset=utf-8\r\ncontent-length: ${body.length}\r\n` +
-          `cache-control: no-store\r\nconnection: close\r\n\r\n`,
-        'latin1',
-      ),
-      body,
-    ]);
+    b = Buffer.from(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\n` +
+        `content-type: application/json; charset=utf-8\r\ncontent-length: ${body.length}\r\n` +
+        `cache-control: no-store\r\nconnection: close\r\n\r\n${body}`,
+      'latin1',
+    );
     rawResponses.set(code, b);
   }
   return b;
