@@ -5,6 +5,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'undici';
 import type { Placement, Proc } from './processes.js';
+import { demoPolicy } from '../src/demo/policy.js';
 
 export interface BenchContext {
   readonly quick: boolean;
@@ -91,27 +92,7 @@ routes:
  * the config schema's default unless --algorithm names one.
  */
 export function controlPolicy(upstream: string, workers: number, algorithm: string | null): string {
-  const alg = algorithm === null ? '' : `algorithm: ${algorithm}, `;
-  const initial = Math.ceil(workers * 1.2);
-  return `${HEAD}lanes:
-  - name: interactive
-    queue: { maxLength: 50, maxWaitMs: 500 }
-  - name: batch
-    maxShare: 0.5
-    minShare: 0.1
-    queue: { maxLength: 100, maxWaitMs: 2000 }
-classify:
-  - lane: batch
-    when: { header: { name: x-priority, value: batch } }
-retryAfter: { minSeconds: 1, maxSeconds: 10, jitter: 0.2 }
-defaults:
-  limit: { ${alg}initial: ${initial}, min: 2, max: ${workers * 20} }
-  timeouts: { connectMs: 1000, headersMs: 10000, bodyMs: 10000 }
-routes:
-  - name: capacity
-    match: { pathPrefix: / }
-    upstream: ${upstream}
-`;
+  return demoPolicy(upstream, { algorithm, initial: Math.ceil(workers * 1.2), max: workers * 20, route: 'capacity', logLevel: 'info' });
 }
 
 const agent = new Agent({ connections: 4 });

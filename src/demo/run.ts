@@ -10,6 +10,7 @@
 import { pino } from 'pino';
 import { buildApp } from '../app.js';
 import { parseConfig } from '../config/load.js';
+import { demoPolicy } from './policy.js';
 import { formatSecondTable, formatSummary, runOpenLoop } from './load.js';
 import { startCapacityUpstream } from './upstream.js';
 
@@ -19,40 +20,15 @@ const DURATION_S = Number(process.env.DEMO_DURATION_S ?? 20);
 const CAPACITY = (WORKERS * 1000) / SERVICE_MS;
 const LOAD_FACTOR = Number(process.env.DEMO_LOAD ?? 3);
 
-export function demoPolicy(upstream: string, algorithm = process.env.DEMO_ALGORITHM ?? 'gradient'): string {
-  return `
-listen: { host: 127.0.0.1, port: 0 }
-admin: { host: 127.0.0.1, port: 0 }
-log: { level: error }
-lanes:
-  - name: interactive
-    queue: { maxLength: 50, maxWaitMs: 500 }
-  - name: batch
-    maxShare: 0.5
-    minShare: 0.1
-    queue: { maxLength: 100, maxWaitMs: 2000 }
-classify:
-  - lane: batch
-    when: { header: { name: x-priority, value: batch } }
-clients:
-  key: { header: x-api-key }
-  maxShare: 1
-retryAfter: { minSeconds: 1, maxSeconds: 10, jitter: 0.2 }
-defaults:
-  limit: { algorithm: ${algorithm}, initial: ${WORKERS * 2}, min: 2, max: ${WORKERS * 8} }
-  timeouts: { connectMs: 1000, headersMs: 10000, bodyMs: 10000 }
-routes:
-  - name: demo
-    match: { pathPrefix: / }
-    upstream: ${upstream}
-`;
-}
 
 const ms = (x: number | null) => (x === null ? '-' : x.toFixed(0));
 
 async function main(): Promise<void> {
   const upstream = await startCapacityUpstream({ workers: WORKERS, serviceTimeMs: SERVICE_MS });
-  const config = parseConfig(demoPolicy(upstream.url), '<demo>');
+  const config = parseConfig(
+    demoPolicy(upstream.url, { algorithm: process.env.DEMO_ALGORITHM ?? null, initial: WORKERS * 2, max: WORKERS * 8, route: 'demo' }),
+    '<demo>',
+  );
   const app = await buildApp(config, { logger: pino({ level: 'error' }) });
   const { proxyUrl } = await app.listen();
   const offered = CAPACITY * LOAD_FACTOR;

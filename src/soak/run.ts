@@ -20,6 +20,7 @@ import { formatSummary, runOpenLoop } from '../demo/load.js';
 import { startCapacityUpstream } from '../demo/upstream.js';
 import type { ChildSample } from './child.js';
 import { formatReport, verdict, type Sample } from './report.js';
+import { demoPolicy } from '../demo/policy.js';
 
 const WORKERS = 8;
 const SERVICE_MS = 50;
@@ -43,40 +44,11 @@ const MINUTES = positive('minutes', arg('minutes', 'SOAK_MINUTES', '10'));
 const LOAD = positive('load', arg('load', 'SOAK_LOAD', '3'));
 const REPORT = arg('report', 'SOAK_REPORT', 'soak-report.md');
 
-function policy(upstream: string): string {
-  return `
-listen: { host: 127.0.0.1, port: 0 }
-admin: { host: 127.0.0.1, port: 0 }
-log: { level: error }
-lanes:
-  - name: interactive
-    queue: { maxLength: 50, maxWaitMs: 500 }
-  - name: batch
-    maxShare: 0.5
-    minShare: 0.1
-    queue: { maxLength: 100, maxWaitMs: 2000 }
-classify:
-  - lane: batch
-    when: { header: { name: x-priority, value: batch } }
-clients:
-  key: { header: x-api-key }
-  maxShare: 1
-retryAfter: { minSeconds: 1, maxSeconds: 10, jitter: 0.2 }
-defaults:
-  limit: { algorithm: fixed, initial: ${WORKERS * 2}, min: 2, max: ${WORKERS * 8} }
-  timeouts: { connectMs: 1000, headersMs: 10000, bodyMs: 10000 }
-  deadline: { header: x-request-timeout-ms }
-routes:
-  - name: soak
-    match: { pathPrefix: / }
-    upstream: ${upstream}
-`;
-}
 
 async function main(): Promise<void> {
   const upstream = await startCapacityUpstream({ workers: WORKERS, serviceTimeMs: SERVICE_MS });
   const child = fork(new URL('./child.js', import.meta.url), [], {
-    env: { ...process.env, SOAK_POLICY: policy(upstream.url) },
+    env: { ...process.env, SOAK_POLICY: demoPolicy(upstream.url, { algorithm: 'fixed', initial: WORKERS * 2, max: WORKERS * 8, route: 'soak', deadline: true }) },
     // The child collects garbage before each sample: the heap it reports is the live heap.
     execArgv: ['--expose-gc'],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
