@@ -7,9 +7,10 @@ import { test } from 'node:test';
 import type { LaneConfig } from '../src/config/types.js';
 import { ManualClock, seededRandom } from '../src/core/clock.js';
 import { FixedLimit, type Limit, type Sample } from '../src/core/limit/limit.js';
-import { Limiter, type LimiterPolicy, type Permit } from '../src/core/limiter/limiter.js';
+import { Limiter, type LimiterPolicy } from '../src/core/limiter/limiter.js';
 import type { Refusal } from '../src/core/limiter/refusal.js';
 import type { ShedConfig } from '../src/core/limiter/shed-state.js';
+import { limiterVerbs } from './helpers/limiter-verbs.js';
 
 function lane(name: string, o: Partial<LaneConfig> & { maxLength?: number; maxWaitMs?: number } = {}): LaneConfig {
   return {
@@ -48,20 +49,7 @@ function setup(opts: { limit?: number | Limit; lanes?: LaneConfig[]; clientMaxSh
     clock,
     random: seededRandom(3),
   });
-  const later: { name: string; result: Permit | Refusal }[] = [];
-  const ask = (name: string, laneIndex = 0, client = 'c1') =>
-    limiter.acquire(laneIndex, client, (result) => later.push({ name, result }));
-  const permit = (name: string, laneIndex = 0, client = 'c1'): Permit => {
-    const r = ask(name, laneIndex, client);
-    assert.equal(r.kind, 'permit', `${name} should start at once`);
-    return r as Permit;
-  };
-  const started = () => later.filter((x) => x.result.kind === 'permit').map((x) => x.name);
-  const laterPermit = (name: string): Permit => {
-    const x = later.find((y) => y.name === name && y.result.kind === 'permit');
-    assert.ok(x, `${name} should have started`);
-    return x.result as Permit;
-  };
+  const { later, ask, permit, started, laterPermit } = limiterVerbs(limiter);
   const byLane = () => Object.fromEntries(limiter.snapshot().lanes.map((l) => [l.name, { inflight: l.inflight, queued: l.queued }]));
   return { clock, limiter, later, ask, permit, started, laterPermit, byLane };
 }

@@ -3,8 +3,9 @@ import { test } from 'node:test';
 import type { LaneConfig } from '../src/config/types.js';
 import { ManualClock, seededRandom } from '../src/core/clock.js';
 import { FixedLimit, type Limit, type Sample } from '../src/core/limit/limit.js';
-import { Limiter, type Permit } from '../src/core/limiter/limiter.js';
+import { Limiter } from '../src/core/limiter/limiter.js';
 import type { Refusal } from '../src/core/limiter/refusal.js';
+import { limiterVerbs } from './helpers/limiter-verbs.js';
 
 function lane(name: string, o: Partial<LaneConfig> & { maxLength?: number; maxWaitMs?: number } = {}): LaneConfig {
   return {
@@ -26,21 +27,7 @@ function setup(opts: { limit?: number | Limit; lanes?: LaneConfig[]; clientMaxSh
     clock,
     random: seededRandom(7),
   });
-  /** Every waiter result, in order, tagged with the request's name. */
-  const later: { name: string; result: Permit | Refusal }[] = [];
-  const ask = (name: string, laneIndex = 0, client = 'c1', deadline?: number) =>
-    limiter.acquire(laneIndex, client, (result) => later.push({ name, result }), deadline);
-  const permit = (name: string, laneIndex = 0, client = 'c1'): Permit => {
-    const r = ask(name, laneIndex, client);
-    assert.equal(r.kind, 'permit', `${name} should start at once`);
-    return r as Permit;
-  };
-  const started = () => later.filter((x) => x.result.kind === 'permit').map((x) => x.name);
-  const laterPermit = (name: string): Permit => {
-    const x = later.find((y) => y.name === name && y.result.kind === 'permit');
-    assert.ok(x, `${name} should have started`);
-    return x.result as Permit;
-  };
+  const { later, ask, permit, started, laterPermit } = limiterVerbs(limiter);
   return { clock, limiter, later, ask, permit, started, laterPermit };
 }
 
