@@ -59,7 +59,7 @@ import { refusal, type Refusal } from '../core/limiter/refusal.js';
 import { retryAfterSeconds } from '../core/retry-after.js';
 import { SampledLog } from '../observability/sampled-log.js';
 import { formatBudget, parseBudgetMs } from './deadline.js';
-import { writeError, writeRefusal, type ErrorCode } from './responses.js';
+import { ERROR_STATUS, writeError, writeRefusal, type ErrorCode } from './responses.js';
 import { classify, isAmbiguousPath, pathOf } from './routes.js';
 import type { RouteRuntime, Runtime } from './runtime.js';
 import { RouteDispatcher, UpstreamSignal, type Dispatching } from './upstream.js';
@@ -186,6 +186,12 @@ function classifyUpstreamError(err: unknown): { code: ErrorCode; outcome: Outcom
     return { code: 'bad_upstream_response', outcome: 'ignore' };
   }
   switch (code) {
+    // undici refused the request locally, before a byte went upstream: a header
+    // it will not send (keep-alive, upgrade, transfer-encoding, expect...), a bad
+    // header value. The client's request was at fault, never the upstream.
+    case 'UND_ERR_INVALID_ARG':
+    case 'UND_ERR_NOT_SUPPORTED':
+      return { code: 'bad_request', outcome: 'ignore' };
     case 'UND_ERR_HEADERS_TIMEOUT':
     case 'FST_REPLY_FROM_GATEWAY_TIMEOUT':
       return { code: 'upstream_timeout', outcome: 'dropped' };
@@ -212,9 +218,28 @@ function classifyUpstreamError(err: unknown): { code: ErrorCode; outcome: Outcom
   }
 }
 
+/**
+ * Request headers that describe the client's connection, not the request
+ * (RFC 9110 §7.6.1), removed before forwarding. reply-from already drops
+ * `connection`, the headers it names and `transfer-encoding`. undici refuses
+ * `keep-alive`, `upgrade` and `expect` outright, so forwarding them would turn
+ * a client's header into a failed upstream exchange. `expect: 100-continue`
+ * has been answered by Node already (the body is on its way); `te` only
+ * survives as `trailers`.
+ */
+function stripHopByHop(headers: Record<string, string | string[] | undefined>): void {
+  if (headers['keep-alive'] !== undefined) delete headers['keep-alive'];
+  if (headers.upgrade !== undefined) delete headers.upgrade;
+  if (headers.expect !== undefined) delete headers.expect;
+  if (headers['proxy-connection'] !== undefined) delete headers['proxy-connection'];
+  if (headers['proxy-authorization'] !== undefined) delete headers['proxy-authorization'];
+  const te = headers.te;
+  if (te !== undefined && !(typeof te === 'string' && te.trim().toLowerCase() === 'trailers')) delete headers.te;
+}
+
 /** What the circuit breaker learns from a settled request (see the header comment). */
 function breakerResult(ctx: RequestCtx, finished: boolean): BreakerResult {
-  if (ctx.fault !== null) return ctx.fault === 'deadline_exceeded' ? 'ignore' : 'failure';
+  if (ctx.fault !== null) return ctx.fault === 'deadline_exceeded' || ERROR_STATUS[ctx.fault] < 500 ? 'ignore' : 'failure';
   return finished && ctx.status > 0 ? 'success' : 'ignore';
 }
 
@@ -535,6 +560,7 @@ export async function proxyPlugin(app: FastifyInstance, opts: ProxyOptions): Pro
       // A load shedder must never amplify load: no retries, not even reply-from's GET-on-503.
       retryDelay: () => null,
       rewriteRequestHeaders: (request, headers) => {
+        stripHopByHop(headers);
         headers['x-request-id'] = request.id;
         const ctx = request.sluice as RequestCtx;
         if (ctx.budgetMs > 0) {
@@ -582,6 +608,11 @@ export async function proxyPlugin(app: FastifyInstance, opts: ProxyOptions): Pro
         // A timeout shortened to the caller's budget is the caller's deadline, not the upstream's fault.
         if (ctx.aborted || (c.code === 'upstream_timeout' && ctx.headersTimeout > 0)) {
           upstreamFault(request.log, ctx, 'deadline_exceeded', 'ignore', DEADLINE);
+        } else if (ERROR_STATUS[c.code] < 500) {
+          // Rejected locally for what the client sent: the client's error, not an upstream fault.
+          ctx.fault = c.code;
+          ctx.outcome = 'ignore';
+          events.onClientError?.(c.code);
         } else {
           upstreamFault(request.log, ctx, c.code, c.outcome, error);
         }
