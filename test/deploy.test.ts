@@ -71,7 +71,7 @@ after(async () => {
 test('alerts.yaml passes promtool check rules', async () => {
   const r = await promtool(['check', 'rules', alertsFile]);
   assert.equal(r.code, 0, r.output);
-  assert.match(r.output, /SUCCESS: 6 rules found/);
+  assert.match(r.output, /SUCCESS: 10 rules found/);
 });
 
 test('alerts fire and stay quiet as their promtool unit tests say (alerts.test.yaml)', async () => {
@@ -79,9 +79,20 @@ test('alerts fire and stay quiet as their promtool unit tests say (alerts.test.y
   assert.equal(r.code, 0, r.output);
 });
 
-test('the alerts cover sustained shedding, interactive refusals, backlog age and a limit pinned at min', () => {
+test('the alerts cover shedding, throttled clients, interactive refusals, an open breaker, upstream errors, failed reloads, backlog and the limit', () => {
   const names = alerts.groups.flatMap((g) => g.rules.map((r) => r.alert));
-  for (const a of ['SluiceSustainedShedding', 'SluiceInteractiveRefusals', 'SluiceBacklogAge', 'SluiceLimitPinnedAtMin']) {
+  for (const a of [
+    'SluiceSustainedShedding',
+    'SluiceClientsThrottled',
+    'SluiceInteractiveRefusals',
+    'SluiceCircuitOpen',
+    'SluiceUpstreamErrors',
+    'SluiceConfigReloadFailed',
+    'SluiceBacklogAge',
+    'SluiceBacklogNotDraining',
+    'SluiceLimitPinnedAtMin',
+    'SluiceRouteOverloaded',
+  ]) {
     assert.ok(names.includes(a), `missing alert ${a}`);
   }
 });

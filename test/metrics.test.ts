@@ -214,6 +214,54 @@ test('build info carries the package version; reloads are counted by result', as
   }
 });
 
+test('the last reload\'s result and the last successful load time are exported; a success clears a failure', async () => {
+  const s = await startSluice(policy({ rate: false }));
+  try {
+    const before = await scrape(s.adminUrl);
+    assert.equal(before.value('sluice_config_last_reload_successful'), 1, 'the config loaded at start counts as a success');
+    const loadedAt = before.value('sluice_config_last_reload_success_timestamp_seconds');
+    assert.ok(Math.abs(loadedAt - Date.now() / 1000) < 600, `a Unix time: ${loadedAt}`);
+    s.app.metrics.configReloaded('error');
+    const failed = await scrape(s.adminUrl);
+    assert.equal(failed.value('sluice_config_last_reload_successful'), 0);
+    assert.equal(failed.value('sluice_config_last_reload_success_timestamp_seconds'), loadedAt);
+    s.app.metrics.configReloaded('success');
+    const fixed = await scrape(s.adminUrl);
+    assert.equal(fixed.value('sluice_config_last_reload_successful'), 1);
+    assert.ok(fixed.value('sluice_config_last_reload_success_timestamp_seconds') >= loadedAt);
+  } finally {
+    await s.close();
+  }
+});
+
+test('each lane\'s queue.maxWaitMs is exported in seconds per route (SluiceBacklogAge compares waits with it)', async () => {
+  const s = await startSluice(`
+log: { level: warn }
+lanes:
+  - name: interactive
+    queue: { maxLength: 10, maxWaitMs: 250 }
+  - name: batch
+    queue: { maxLength: 10, maxWaitMs: 4000 }
+routes:
+  - name: main
+    match: { pathPrefix: / }
+    upstream: ${up.url}
+  - name: slow
+    match: { pathPrefix: /slow }
+    upstream: ${up.url}
+    lanes: { batch: { queue: { maxWaitMs: 30000 } } }
+`);
+  try {
+    const m = await scrape(s.adminUrl);
+    assert.equal(m.value('sluice_queue_max_wait_seconds', main('interactive')), 0.25);
+    assert.equal(m.value('sluice_queue_max_wait_seconds', main('batch')), 4);
+    assert.equal(m.value('sluice_queue_max_wait_seconds', { route: 'slow', lane: 'interactive' }), 0.25);
+    assert.equal(m.value('sluice_queue_max_wait_seconds', { route: 'slow', lane: 'batch' }), 30);
+  } finally {
+    await s.close();
+  }
+});
+
 test('/metrics passes promtool check metrics after traffic', () =>
   withSluice(policy({ rate: false }), async (s) => {
     const held = send(`${s.url}/hold/f`);

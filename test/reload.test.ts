@@ -222,6 +222,8 @@ test('an invalid file keeps the running config: 422 with every problem at file:l
     const m = await scrape(s.adminUrl);
     assert.equal(m.value('sluice_config_reloads_total', { result: 'error' }), 2);
     assert.equal(m.value('sluice_config_reloads_total', { result: 'success' }), 0);
+    // What SluiceConfigReloadFailed reads: the file on disk is not what runs.
+    assert.equal(m.value('sluice_config_last_reload_successful'), 0);
   });
 });
 
@@ -241,6 +243,7 @@ test('POST /admin/reload applies a valid file and reports what changed', { timeo
     assert.ok(up2.seen.includes('/reports/r1'));
     const m = await scrape(s.adminUrl);
     assert.equal(m.value('sluice_config_reloads_total', { result: 'success' }), 1);
+    assert.equal(m.value('sluice_config_last_reload_successful'), 1);
     assert.equal(m.value('sluice_requests_total', { route: 'reports', lane: 'interactive', outcome: 'admitted' }), 1);
     assert.deepEqual(
       (await s.state()).routes.map((r) => [r.name, r.limit]),

@@ -21,6 +21,7 @@
  * every instance ever built.
  */
 import { Gauge, Registry, collectDefaultMetrics, type Metric } from 'prom-client';
+import type { RouteConfig } from '../config/types.js';
 import type { Outcome } from '../core/limiter/limiter.js';
 import { REFUSAL_STATUS, type Refusal, type RefusalReason } from '../core/limiter/refusal.js';
 import type { ProxyEvents } from '../proxy/proxy.js';
@@ -186,6 +187,10 @@ export class Metrics implements ProxyEvents {
     'Config reloads, by result (error: the new file was invalid and the running config was kept).',
     ['result'],
   );
+  /** The last reload's result (the config loaded at start counts as a success) and when one last succeeded. */
+  private lastReload = { ok: true, successAtMs: Date.now() };
+  /** The config of the routes in force, by name (set by bindRoutes on start and after each reload). */
+  private readonly routeConfigs = new Map<string, RouteConfig>();
 
   constructor(private readonly opts: MetricsOptions) {
     const r = this.registry;
@@ -278,6 +283,36 @@ export class Metrics implements ProxyEvents {
     perLane('sluice_inflight', 'Requests admitted and not yet finished.', (l) => l.inflight);
     perLane('sluice_queue_depth', 'Requests waiting for a slot.', (l) => l.queued);
     perLane('sluice_oldest_queued_seconds', 'Age of the oldest request waiting in the lane (0 when empty).', (l) => l.oldestQueuedMs / 1000);
+    const configs = this.routeConfigs;
+    new Gauge({
+      name: 'sluice_queue_max_wait_seconds',
+      help: "The lane's configured queue.maxWaitMs in seconds: no request waits longer (queue_timeout); alerts compare waits with it.",
+      labelNames: ['route', 'lane'],
+      registers: [r],
+      collect() {
+        this.reset();
+        for (const s of routes()) {
+          for (const lane of configs.get(s.name)?.lanes ?? []) this.set({ route: s.name, lane: lane.name }, lane.queue.maxWaitMs / 1000);
+        }
+      },
+    });
+    const lastReload = () => this.lastReload;
+    new Gauge({
+      name: 'sluice_config_last_reload_successful',
+      help: '1 when the last config reload succeeded (or none was tried since start), 0 when it failed and an older config is still running.',
+      registers: [r],
+      collect() {
+        this.set(lastReload().ok ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'sluice_config_last_reload_success_timestamp_seconds',
+      help: 'Unix time of the last successful config load (start or reload).',
+      registers: [r],
+      collect() {
+        this.set(lastReload().successAtMs / 1000);
+      },
+    });
 
     for (const m of sharedProcessMetrics()) r.registerMetric(m);
   }
@@ -309,6 +344,7 @@ export class Metrics implements ProxyEvents {
   /** Counts a config reload (used by the reload path). */
   configReloaded(result: ReloadResult): void {
     this.reloads.cell(result).value++;
+    this.lastReload = result === 'success' ? { ok: true, successAtMs: Date.now() } : { ...this.lastReload, ok: false };
   }
 
   /** Admitted and refused totals of one lane since start (0 before its first request). */
@@ -412,7 +448,11 @@ export class Metrics implements ProxyEvents {
 
   /** Binds every route of a runtime now, so its series appear (at 0) before its first request. */
   bindRoutes(routes: readonly RouteRuntime[]): void {
-    for (const r of routes) this.route(r);
+    this.routeConfigs.clear();
+    for (const r of routes) {
+      this.route(r);
+      this.routeConfigs.set(r.cfg.name, r.cfg);
+    }
   }
 }
 
