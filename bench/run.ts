@@ -5,14 +5,15 @@
  *   --quick            every scenario for a few seconds (CI smoke test: it must
  *                      finish and write its report; no speed is asserted).
  *                      Its report goes to bench/results/REPORT-quick.md unless --report says otherwise.
- *   --only LIST        comma-separated: overhead, refusal, control (= overload, batch flood, capacity change)
+ *   --only LIST        comma-separated: cost (wrk: CPU per request, unloaded latency), overhead,
+ *                      refusal, control (= overload, batch flood, capacity change)
  *   --algorithm NAME   limit algorithm for the control scenarios (default: the config schema's default)
  *   --no-pin           do not pin processes to cores with taskset
  *   --report FILE      append to FILE instead of the default report
  *
- * Placement on a 2-core machine, in the throughput scenarios (1, 2) only:
- * the proxy under test (Sluice or the bare proxy) alone on core 1, the load
- * generator and the upstream on core 0. The control scenarios (3-5) run
+ * Placement on a 2-core machine, in the cost and throughput scenarios (0-2)
+ * only: the proxy under test (Sluice or the bare proxy) alone on core 1, the
+ * load generator and the upstream on core 0. The control scenarios (3-5) run
  * unpinned (see control.ts).
  */
 import { execFileSync } from 'node:child_process';
@@ -22,6 +23,7 @@ import { dirname, relative } from 'node:path';
 import { parseArgs } from 'node:util';
 import { closeHttp, table, type BenchContext, type ScenarioOutput } from './common.js';
 import { controlScenarios } from './control.js';
+import { costScenario } from './cost.js';
 import { ROOT, canPin, type Placement } from './processes.js';
 import { throughputScenarios } from './throughput.js';
 
@@ -35,7 +37,7 @@ const { values } = parseArgs({
   },
 });
 
-const GROUPS = ['overhead', 'refusal', 'control'] as const;
+const GROUPS = ['cost', 'overhead', 'refusal', 'control'] as const;
 
 function git(args: string[]): string {
   try {
@@ -52,7 +54,7 @@ function machine(placement: Placement): string[] {
   const pin =
     placement.proxy === null
       ? 'none (processes float over all cores)'
-      : `taskset in scenarios 1-2: proxy under test alone on CPU ${placement.proxy}, load generator and upstream on CPU ${placement.loadgen}; scenarios 3-5 unpinned`;
+      : `taskset in scenarios 0-2: proxy under test alone on CPU ${placement.proxy}, load generator and upstream on CPU ${placement.loadgen}; scenarios 3-5 unpinned`;
   return [
     `- machine: ${cpus[0]?.model ?? 'unknown CPU'}, ${cpus.length} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB, ${os.type()} ${os.release()}`,
     `- node ${process.version}, commit ${commit}${dirty}`,
@@ -94,6 +96,7 @@ async function main(): Promise<void> {
 
   const outputs: ScenarioOutput[] = [];
   let algorithm = '';
+  if (only.includes('cost')) outputs.push(await costScenario(ctx));
   if (only.includes('overhead') || only.includes('refusal')) {
     outputs.push(...(await throughputScenarios(ctx, { overhead: only.includes('overhead'), refusal: only.includes('refusal') })));
   }

@@ -1,0 +1,234 @@
+/**
+ * Scenario 0, cost: CPU time of the proxy process per request, measured with
+ * wrk (a C load generator: it can saturate a Node proxy where one Node
+ * generator cannot, so the cheap refusal path is measured at saturation too).
+ *
+ * Three proxies run at once, each alone on the proxy core when pinned (only
+ * the one under load does any work): bare @fastify/http-proxy forwarding,
+ * Sluice admitting everything (forwarding), Sluice refusing everything (limit
+ * 1 held by a request the upstream never answers, no queue: 503 queue_full).
+ * wrk and the fast upstream share the other core. Rounds rotate the order
+ * (ABC, CBA, ...) after a discarded warm-up run each; per round the ratios
+ * pair that round's runs, so drift in the machine's load hits all alike.
+ *
+ * Then the unloaded latency: one connection, one request at a time (wrk
+ * -c1), bare vs Sluice admitting, alternating: the p99 Sluice adds.
+ */
+import { execFile } from 'node:child_process';
+import { Agent, request } from 'undici';
+import { median, spreadPct } from './analysis.js';
+import { admitAllPolicy, fmt, refuseAllPolicy, routeState, table, writeConfig, type BenchContext, type ScenarioOutput } from './common.js';
+import { ROOT, startBareProxy, startFastUpstream, startSluice, urlOf, type Proc } from './processes.js';
+
+const PATH = '/api/items/42?view=full';
+const CONNECTIONS = 64;
+
+/** What bench/wrk-report.lua prints. */
+interface WrkSummary {
+  readonly requests: number;
+  readonly durationUs: number;
+  readonly connectErrors: number;
+  readonly readErrors: number;
+  readonly writeErrors: number;
+  /** Answers outside 2xx/3xx. */
+  readonly status: number;
+  readonly timeouts: number;
+  readonly p50Us: number;
+  readonly p99Us: number;
+  readonly maxUs: number;
+}
+
+function wrk(url: string, connections: number, durationS: number, cpu: number | null): Promise<WrkSummary> {
+  const args = ['-t1', `-c${connections}`, `-d${durationS}s`, '--timeout', '10s', '-s', `${ROOT}bench/wrk-report.lua`, url];
+  const [cmd, argv] = cpu === null ? ['wrk', args] : ['taskset', ['-c', String(cpu), 'wrk', ...args]];
+  return new Promise((resolve, reject) => {
+    execFile(cmd, argv, { encoding: 'utf8', timeout: (durationS + 30) * 1000 }, (err, stdout, stderr) => {
+      const line = stdout.split('\n').find((l) => l.startsWith('{"requests"'));
+      if (err !== null || line === undefined) {
+        reject(new Error(`wrk failed (is it installed? apt-get install wrk): ${err?.message ?? ''} ${stderr.slice(-500)}`));
+        return;
+      }
+      resolve(JSON.parse(line) as WrkSummary);
+    });
+  });
+}
+
+interface Target {
+  readonly name: 'bare' | 'sluice' | 'sluice-refusing';
+  readonly proc: Proc;
+  readonly url: string;
+  /** Forwarded 200s expected, or refusals (non-2xx) only. */
+  readonly expect: 'ok' | 'refused';
+}
+
+interface CostRow {
+  readonly round: number;
+  readonly target: Target['name'];
+  readonly rps: number;
+  readonly cpuPct: number;
+  readonly cpuUsPerReq: number;
+  /** Answers of the expected kind / all answers. */
+  readonly expectedShare: number;
+  readonly errors: number;
+}
+
+async function measure(ctx: BenchContext, t: Target, round: number, durationS: number): Promise<CostRow> {
+  const c0 = t.proc.cpuSeconds();
+  const w = await wrk(`${t.url}${PATH}`, CONNECTIONS, durationS, ctx.placement.loadgen);
+  const cpu = t.proc.cpuSeconds() - c0;
+  const wall = w.durationUs / 1e6;
+  const expected = t.expect === 'ok' ? w.requests - w.status : w.status;
+  return {
+    round,
+    target: t.name,
+    rps: w.requests / wall,
+    cpuPct: (cpu / wall) * 100,
+    cpuUsPerReq: w.requests > 0 ? (cpu / w.requests) * 1e6 : Number.NaN,
+    expectedShare: w.requests > 0 ? expected / w.requests : 0,
+    errors: w.connectErrors + w.readErrors + w.writeErrors + w.timeouts,
+  };
+}
+
+/** Per round: the ratio f(a) / f(b) of that round's two runs. */
+function perRound(rows: readonly CostRow[], a: Target['name'], b: Target['name'], f: (r: CostRow) => number): number[] {
+  const out: number[] = [];
+  for (const r of rows) {
+    if (r.target !== a) continue;
+    const other = rows.find((x) => x.round === r.round && x.target === b);
+    if (other !== undefined) out.push(f(r) / f(other));
+  }
+  return out;
+}
+
+interface LatencyRow {
+  readonly round: number;
+  readonly target: Target['name'];
+  readonly requests: number;
+  readonly p50Ms: number;
+  readonly p99Ms: number;
+}
+
+async function unloaded(ctx: BenchContext, targets: readonly Target[], rounds: number, durationS: number): Promise<LatencyRow[]> {
+  const rows: LatencyRow[] = [];
+  for (let i = 0; i < rounds; i++) {
+    for (const t of i % 2 === 0 ? targets : [...targets].reverse()) {
+      const w = await wrk(`${t.url}${PATH}`, 1, durationS, ctx.placement.loadgen);
+      rows.push({ round: i + 1, target: t.name, requests: w.requests, p50Ms: w.p50Us / 1000, p99Ms: w.p99Us / 1000 });
+      ctx.log(`  unloaded round ${i + 1} ${t.name}: p50 ${fmt(w.p50Us / 1000, 3)} ms, p99 ${fmt(w.p99Us / 1000, 3)} ms`);
+    }
+  }
+  return rows;
+}
+
+/** Holds the refusing route's only slot with a request the upstream never answers. */
+async function holdSlot(refusing: Proc, agent: Agent, signal: AbortSignal): Promise<{ readonly held: Promise<unknown> }> {
+  const held = request(`${urlOf(refusing)}/hang`, { dispatcher: agent, signal }).catch(() => undefined);
+  const deadline = Date.now() + 5_000;
+  while ((await routeState(String(refusing.ready['admin']))).inflight < 1) {
+    if (Date.now() > deadline) throw new Error('cost scenario: the /hang request never took the slot');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  // Wrapped: an async function returning the promise itself would wait for it.
+  return { held };
+}
+
+function report(ctx: BenchContext, rows: readonly CostRow[], lat: readonly LatencyRow[], durationS: number, latencyS: number): ScenarioOutput {
+  const us = (name: Target['name']) => median(rows.filter((r) => r.target === name).map((r) => r.cpuUsPerReq));
+  const refusalX = perRound(rows, 'bare', 'sluice-refusing', (r) => r.cpuUsPerReq);
+  const admittedX = perRound(rows, 'bare', 'sluice', (r) => r.cpuUsPerReq);
+  const tputX = perRound(rows, 'sluice', 'bare', (r) => r.rps);
+  const latOf = (name: Target['name'], k: 'p50Ms' | 'p99Ms') => median(lat.filter((l) => l.target === name).map((l) => l[k]));
+  const addedP50 = latOf('sluice', 'p50Ms') - latOf('bare', 'p50Ms');
+  const addedP99 = latOf('sluice', 'p99Ms') - latOf('bare', 'p99Ms');
+  const rounds = Math.max(0, ...rows.map((r) => r.round));
+  return {
+    id: 'cost',
+    title: '0. Cost per request (wrk): bare forward, Sluice forwarding, Sluice refusing',
+    markdown: [
+      `wrk, ${CONNECTIONS} connections, one thread, ${durationS} s per run, ${rounds} round(s) in rotating order after a warm-up run each; fast upstream (11-byte JSON). CPU = user + system time of the proxy process (/proc) over the run, divided by the answers wrk counted.`,
+      '',
+      table(
+        ['round', 'target', 'answers/s', 'proxy CPU %', 'proxy CPU µs/answer', 'expected answers', 'socket errors'],
+        rows.map((r) => [r.round, r.target, Math.round(r.rps), fmt(r.cpuPct, 0), fmt(r.cpuUsPerReq, 1), `${fmt(r.expectedShare * 100, 2)}%`, r.errors]),
+      ),
+      '',
+      `- CPU µs per answer (medians): bare forward ${fmt(us('bare'), 1)}, Sluice forward ${fmt(us('sluice'), 1)}, Sluice refusal ${fmt(us('sluice-refusing'), 1)}`,
+      `- **refusal cost: a bare forward costs ${fmt(median(refusalX), 2)}x a Sluice refusal** (per round: ${refusalX.map((x) => fmt(x, 2)).join(', ')}; spread ${fmt(spreadPct(refusalX), 0)}%)`,
+      `- **admitted: bare / Sluice CPU per forward ${fmt(median(admittedX), 3)}x** (per round: ${admittedX.map((x) => fmt(x, 3)).join(', ')}; > 1 means Sluice is cheaper); throughput Sluice / bare ${fmt(median(tputX), 3)}x`,
+      '',
+      `Unloaded latency: one connection, one request at a time (wrk -c1), ${latencyS} s per run, from wrk's send to its last byte (ms):`,
+      '',
+      table(
+        ['round', 'target', 'requests', 'p50', 'p99'],
+        lat.map((l) => [l.round, l.target, l.requests, fmt(l.p50Ms, 3), fmt(l.p99Ms, 3)]),
+      ),
+      '',
+      `- **added by Sluice, unloaded: p50 ${fmt(addedP50, 3)} ms, p99 ${fmt(addedP99, 3)} ms** (medians over rounds)`,
+    ].join('\n'),
+    json: { rows, latency: lat, refusalX, admittedX, throughputX: tputX, addedP50Ms: addedP50, addedP99Ms: addedP99 },
+    targets: [
+      {
+        target: 'refusal >= 5x cheaper than a bare forward (CPU per request; stretch 10x)',
+        measured: `${fmt(median(refusalX), 2)}x (${fmt(us('sluice-refusing'), 1)} vs ${fmt(us('bare'), 1)} µs)`,
+        met: ctx.quick ? null : median(refusalX) >= 5,
+      },
+      {
+        target: 'admitted >= 1.0x bare @fastify/http-proxy (CPU per forward)',
+        measured: `${fmt(median(admittedX), 3)}x (${fmt(us('sluice'), 1)} vs ${fmt(us('bare'), 1)} µs)`,
+        met: ctx.quick ? null : median(admittedX) >= 1.0,
+      },
+      {
+        target: 'unloaded added p99 (one connection, sequential) <= 0.3 ms',
+        measured: `${fmt(addedP99, 3)} ms (p50 ${fmt(addedP50, 3)} ms)`,
+        met: ctx.quick ? null : addedP99 <= 0.3,
+      },
+    ],
+  };
+}
+
+export async function costScenario(ctx: BenchContext): Promise<ScenarioOutput> {
+  const rounds = ctx.quick ? 1 : 5;
+  const durationS = ctx.quick ? 1 : 4;
+  const warmupS = ctx.quick ? 1 : 2;
+  const latencyRounds = ctx.quick ? 1 : 3;
+  const latencyS = ctx.quick ? 1 : 4;
+  const p = ctx.placement;
+  const procs: Proc[] = [];
+  const agent = new Agent({ headersTimeout: 0, bodyTimeout: 0 });
+  const hold = new AbortController();
+  try {
+    const upstream = await startFastUpstream(p.upstream);
+    procs.push(upstream);
+    const up = urlOf(upstream);
+    const bare = await startBareProxy(p.proxy, up);
+    procs.push(bare);
+    const sluice = await startSluice(p.proxy, writeConfig(ctx, 'cost-admit', admitAllPolicy(up)));
+    procs.push(sluice);
+    const refusing = await startSluice(p.proxy, writeConfig(ctx, 'cost-refuse', refuseAllPolicy(up)));
+    procs.push(refusing);
+    const { held } = await holdSlot(refusing, agent, hold.signal);
+    const targets: Target[] = [
+      { name: 'bare', proc: bare, url: urlOf(bare), expect: 'ok' },
+      { name: 'sluice', proc: sluice, url: urlOf(sluice), expect: 'ok' },
+      { name: 'sluice-refusing', proc: refusing, url: urlOf(refusing), expect: 'refused' },
+    ];
+    ctx.log('0. cost: CPU per request with wrk (bare forward, sluice forward, sluice refusal)');
+    for (const t of targets) await measure(ctx, t, 0, warmupS);
+    const rows: CostRow[] = [];
+    for (let i = 0; i < rounds; i++) {
+      for (const t of i % 2 === 0 ? targets : [...targets].reverse()) {
+        const r = await measure(ctx, t, i + 1, durationS);
+        ctx.log(`  round ${i + 1} ${t.name}: ${Math.round(r.rps)} answers/s, proxy CPU ${Math.round(r.cpuPct)}%, ${fmt(r.cpuUsPerReq, 1)} µs/answer`);
+        rows.push(r);
+      }
+    }
+    hold.abort();
+    await held;
+    const lat = await unloaded(ctx, targets.slice(0, 2), latencyRounds, latencyS);
+    return report(ctx, rows, lat, durationS, latencyS);
+  } finally {
+    hold.abort();
+    await Promise.all(procs.map((x) => x.stop()));
+    await agent.close();
+  }
+}
