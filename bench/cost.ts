@@ -11,10 +11,13 @@
  * (ABC, CBA, ...) after a discarded warm-up run each; per round the ratios
  * pair that round's runs, so drift in the machine's load hits all alike.
  *
- * Then the unloaded latency: one connection, one request at a time (wrk
- * -c1), bare vs Sluice admitting, alternating: the p99 Sluice adds.
+ * Then the unloaded latency: one connection per proxy and one request at a
+ * time, bare and Sluice admitting interleaved in shuffled order within each
+ * run (procs/sequential.ts), so the machine's noise hits both alike: the p99
+ * Sluice adds.
  */
 import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { Agent, request } from 'undici';
 import { median, spreadPct } from './analysis.js';
 import { admitAllPolicy, fmt, refuseAllPolicy, routeState, table, writeConfig, type BenchContext, type ScenarioOutput } from './common.js';
@@ -108,13 +111,28 @@ interface LatencyRow {
   readonly p99Ms: number;
 }
 
+const SEQUENTIAL = fileURLToPath(new URL('./procs/sequential.js', import.meta.url));
+
+/** One run of procs/sequential.ts: the targets interleaved, one request at a time. */
+function sequential(urls: readonly string[], durationMs: number, cpu: number | null): Promise<Record<string, { requests: number; p50Ms: number; p99Ms: number }>> {
+  const args = [SEQUENTIAL, JSON.stringify({ urls, durationMs })];
+  const [cmd, argv] = cpu === null ? [process.execPath, args] : ['taskset', ['-c', String(cpu), process.execPath, ...args]];
+  return new Promise((resolve, reject) => {
+    execFile(cmd, argv, { encoding: 'utf8', timeout: durationMs + 60_000 }, (err, stdout, stderr) => {
+      if (err !== null) reject(new Error(`sequential client failed: ${err.message} ${stderr.slice(-500)}`));
+      else resolve(JSON.parse(stdout.trim().split('\n').pop() ?? '{}'));
+    });
+  });
+}
+
 async function unloaded(ctx: BenchContext, targets: readonly Target[], rounds: number, durationS: number): Promise<LatencyRow[]> {
   const rows: LatencyRow[] = [];
   for (let i = 0; i < rounds; i++) {
-    for (const t of i % 2 === 0 ? targets : [...targets].reverse()) {
-      const w = await wrk(`${t.url}${PATH}`, 1, durationS, ctx.placement.loadgen);
-      rows.push({ round: i + 1, target: t.name, requests: w.requests, p50Ms: w.p50Us / 1000, p99Ms: w.p99Us / 1000 });
-      ctx.log(`  unloaded round ${i + 1} ${t.name}: p50 ${fmt(w.p50Us / 1000, 3)} ms, p99 ${fmt(w.p99Us / 1000, 3)} ms`);
+    const r = await sequential(targets.map((t) => `${t.url}${PATH}`), durationS * 1000, ctx.placement.loadgen);
+    for (const t of targets) {
+      const x = r[`${t.url}${PATH}`]!;
+      rows.push({ round: i + 1, target: t.name, requests: x.requests, p50Ms: x.p50Ms, p99Ms: x.p99Ms });
+      ctx.log(`  unloaded round ${i + 1} ${t.name}: p50 ${fmt(x.p50Ms, 3)} ms, p99 ${fmt(x.p99Ms, 3)} ms`);
     }
   }
   return rows;
@@ -132,14 +150,25 @@ async function holdSlot(refusing: Proc, agent: Agent, signal: AbortSignal): Prom
   return { held };
 }
 
+/** Per round: Sluice's percentile minus bare's, from the same interleaved run. */
+function perRoundLat(lat: readonly LatencyRow[], k: 'p50Ms' | 'p99Ms'): number[] {
+  const out: number[] = [];
+  for (const s of lat) {
+    const b = s.target === 'sluice' ? lat.find((x) => x.round === s.round && x.target === 'bare') : undefined;
+    if (b !== undefined) out.push(s[k] - b[k]);
+  }
+  return out;
+}
+
 function report(ctx: BenchContext, rows: readonly CostRow[], lat: readonly LatencyRow[], durationS: number, latencyS: number): ScenarioOutput {
   const us = (name: Target['name']) => median(rows.filter((r) => r.target === name).map((r) => r.cpuUsPerReq));
   const refusalX = perRound(rows, 'bare', 'sluice-refusing', (r) => r.cpuUsPerReq);
   const admittedX = perRound(rows, 'bare', 'sluice', (r) => r.cpuUsPerReq);
   const tputX = perRound(rows, 'sluice', 'bare', (r) => r.rps);
-  const latOf = (name: Target['name'], k: 'p50Ms' | 'p99Ms') => median(lat.filter((l) => l.target === name).map((l) => l[k]));
-  const addedP50 = latOf('sluice', 'p50Ms') - latOf('bare', 'p50Ms');
-  const addedP99 = latOf('sluice', 'p99Ms') - latOf('bare', 'p99Ms');
+  // Per round (both measured in the same run), then the median over rounds.
+  const added = (k: 'p50Ms' | 'p99Ms') => median(perRoundLat(lat, k));
+  const addedP50 = added('p50Ms');
+  const addedP99 = added('p99Ms');
   const rounds = Math.max(0, ...rows.map((r) => r.round));
   return {
     id: 'cost',
@@ -156,14 +185,14 @@ function report(ctx: BenchContext, rows: readonly CostRow[], lat: readonly Laten
       `- **refusal cost: a bare forward costs ${fmt(median(refusalX), 2)}x a Sluice refusal** (per round: ${refusalX.map((x) => fmt(x, 2)).join(', ')}; spread ${fmt(spreadPct(refusalX), 0)}%)`,
       `- **admitted: bare / Sluice CPU per forward ${fmt(median(admittedX), 3)}x** (per round: ${admittedX.map((x) => fmt(x, 3)).join(', ')}; > 1 means Sluice is cheaper); throughput Sluice / bare ${fmt(median(tputX), 3)}x`,
       '',
-      `Unloaded latency: one connection, one request at a time (wrk -c1), ${latencyS} s per run, from wrk's send to its last byte (ms):`,
+      `Unloaded latency: one connection per proxy, one request at a time, bare and Sluice interleaved in shuffled order (procs/sequential.ts), ${latencyS} s per round, from the send to the last byte (ms):`,
       '',
       table(
         ['round', 'target', 'requests', 'p50', 'p99'],
         lat.map((l) => [l.round, l.target, l.requests, fmt(l.p50Ms, 3), fmt(l.p99Ms, 3)]),
       ),
       '',
-      `- **added by Sluice, unloaded: p50 ${fmt(addedP50, 3)} ms, p99 ${fmt(addedP99, 3)} ms** (medians over rounds)`,
+      `- **added by Sluice, unloaded: p50 ${fmt(addedP50, 3)} ms, p99 ${fmt(addedP99, 3)} ms** (median over rounds of the per-round difference; p99 per round: ${perRoundLat(lat, 'p99Ms').map((x) => fmt(x, 3)).join(', ')})`,
     ].join('\n'),
     json: { rows, latency: lat, refusalX, admittedX, throughputX: tputX, addedP50Ms: addedP50, addedP99Ms: addedP99 },
     targets: [
@@ -190,7 +219,7 @@ export async function costScenario(ctx: BenchContext): Promise<ScenarioOutput> {
   const rounds = ctx.quick ? 1 : 5;
   const durationS = ctx.quick ? 1 : 4;
   const warmupS = ctx.quick ? 1 : 2;
-  const latencyRounds = ctx.quick ? 1 : 3;
+  const latencyRounds = ctx.quick ? 1 : 5;
   const latencyS = ctx.quick ? 1 : 4;
   const p = ctx.placement;
   const procs: Proc[] = [];
