@@ -51,10 +51,10 @@ import type { Readable } from 'node:stream';
 import httpProxy from '@fastify/http-proxy';
 import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Pool } from 'undici';
-import type { RetryAfterConfig } from '../config/types.js';
-import { REFUSED, type Breaker, type BreakerResult, type BreakerStateName } from '../core/breaker.js';
+import type { BreakerResult, BreakerStateName } from '../core/breaker.js';
 import type { Clock, Random, Timer } from '../core/clock.js';
-import type { Outcome, Permit, ShadowPermit, Ticket } from '../core/limiter/limiter.js';
+import type { Hold, Queued } from '../core/gate/gate.js';
+import type { Outcome } from '../core/limiter/limiter.js';
 import { refusal, type Refusal } from '../core/limiter/refusal.js';
 import { retryAfterSeconds } from '../core/retry-after.js';
 import { SampledLog } from '../observability/sampled-log.js';
@@ -134,14 +134,10 @@ const DEADLINE = new Error("the caller's deadline passed before the upstream ans
  * dispatcher's per-request options, so forwarding allocates nothing more.
  */
 class RequestCtx extends UpstreamSignal implements Dispatching {
-  permit: Permit | null = null;
-  ticket: Ticket | null = null;
-  /** Clock time the request entered a queue (-1: never queued). */
-  queuedAt = -1;
-  /** The circuit breaker admission to record at settlement, or REFUSED when none is held. */
-  admission = REFUSED;
-  /** Absolute deadline (clock ms) from the caller's deadline header; Infinity when none. */
-  deadline = Infinity;
+  /** Admitted: the gate's hold, settled once at the response's close. */
+  hold: Hold | null = null;
+  /** Waiting in a lane queue. */
+  queued: Queued | null = null;
   /** Budget left when dispatched (ms), forwarded upstream in the deadline header. */
   budgetMs = 0;
   headersTimeout = 0;
@@ -243,18 +239,6 @@ function breakerResult(ctx: RequestCtx, finished: boolean): BreakerResult {
   return finished && ctx.status > 0 ? 'success' : 'ignore';
 }
 
-/**
- * Retry-After for circuit_open: the time left open, rounded up and jittered
- * upwards only (a retry before the breaker probes again is refused for sure).
- * While half-open the next probe may close it any moment: about a second.
- */
-function circuitRetryAfter(breaker: Breaker, cfg: RetryAfterConfig, random: Random): number {
-  const ms = breaker.openRemainingMs();
-  if (ms <= 0) return retryAfterSeconds(1, cfg, random);
-  const s = Math.ceil((ms / 1000) * (1 + cfg.jitter * random()));
-  return Math.min(cfg.maxSeconds, Math.max(cfg.minSeconds, s));
-}
-
 export async function proxyPlugin(app: FastifyInstance, opts: ProxyOptions): Promise<void> {
   const { clock, random } = opts;
   const events = opts.events ?? {};
@@ -274,15 +258,7 @@ export async function proxyPlugin(app: FastifyInstance, opts: ProxyOptions): Pro
   // The catch-all route takes every method that is proxied; anything else (TRACE, WebDAV...) lands here.
   app.setNotFoundHandler((_request, reply) => clientError(reply, 'method_not_allowed'));
 
-  /** Records the request's breaker admission, once. */
-  function recordBreaker(ctx: RequestCtx, result: BreakerResult): void {
-    if (ctx.admission === REFUSED) return;
-    (ctx.route.breaker as Breaker).record(ctx.admission, result);
-    ctx.admission = REFUSED;
-  }
-
   function refuse(request: FastifyRequest, reply: FastifyReply, ctx: RequestCtx, r: Refusal, queuedMs?: number): void {
-    recordBreaker(ctx, 'ignore');
     events.onRefused?.(ctx.route, ctx.lane, r, queuedMs);
     const suppressed = refusalLog.admit();
     if (suppressed >= 0) {
@@ -302,6 +278,13 @@ export async function proxyPlugin(app: FastifyInstance, opts: ProxyOptions): Pro
     writeRefusal(reply.raw, r, request.id);
   }
 
+  /** The gate admitted the request (now or after its queue): report it, as a would-be refusal on shadow routes. */
+  function admitted(request: FastifyRequest, ctx: RequestCtx, hold: Hold): void {
+    ctx.hold = hold;
+    if (hold.wouldRefuse !== null) wouldRefuse(request, ctx, hold.wouldRefuse);
+    else events.onAdmitted?.(ctx.route, ctx.lane, hold.queuedMs);
+  }
+
   function wouldRefuse(request: FastifyRequest, ctx: RequestCtx, r: Refusal): void {
     events.onShadowRefused?.(ctx.route, ctx.lane, r);
     const suppressed = shadowLog.admit();
@@ -311,19 +294,6 @@ export async function proxyPlugin(app: FastifyInstance, opts: ProxyOptions): Pro
         'would refuse',
       );
     }
-  }
-
-  /**
-   * Shadow mode: decide as enforce would, report a would-be refusal, and start
-   * the request now. `early` is a refusal decided before the limiter (spent
-   * deadline, open circuit, client rate).
-   */
-  function admitShadow(request: FastifyRequest, ctx: RequestCtx, clientKey: string, early: Refusal | null): void {
-    const permit: ShadowPermit = ctx.route.limiter.acquireShadow(ctx.lane, clientKey, ctx.deadline);
-    ctx.permit = permit;
-    const r = early ?? permit.wouldRefuse;
-    if (r !== null) wouldRefuse(request, ctx, r);
-    else events.onAdmitted?.(ctx.route, ctx.lane, 0);
   }
 
   function drainRefusal(rt: Runtime): Refusal {
@@ -351,18 +321,17 @@ export async function proxyPlugin(app: FastifyInstance, opts: ProxyOptions): Pro
   }
 
   function onClose(request: FastifyRequest, ctx: RequestCtx, res: ServerResponse): void {
-    ctx.route.poolUse.active--;
-    if (ctx.ticket !== null) {
+    const queued = ctx.queued;
+    if (queued !== null) {
       // The client left while queued: it leaves the queue now and is never forwarded.
-      ctx.ticket.cancel();
-      ctx.ticket = null;
-      events.onAbandoned?.(ctx.route, ctx.lane, clock.now() - ctx.queuedAt);
-      recordBreaker(ctx, 'ignore');
+      ctx.queued = null;
+      const waited = queued.cancel();
+      if (waited >= 0) events.onAbandoned?.(ctx.route, ctx.lane, waited);
       return;
     }
-    const permit = ctx.permit;
-    if (permit === null) return;
-    ctx.permit = null;
+    const hold = ctx.hold;
+    if (hold === null) return;
+    ctx.hold = null;
     const finished = res.writableFinished;
     let outcome: Outcome;
     if (!finished) {
@@ -380,8 +349,7 @@ export async function proxyPlugin(app: FastifyInstance, opts: ProxyOptions): Pro
       ctx.deadlineTimer.cancel();
       ctx.deadlineTimer = null;
     }
-    permit.settle(outcome, ctx.rttMs >= 0 ? ctx.rttMs : undefined);
-    recordBreaker(ctx, breakerResult(ctx, finished));
+    hold.settle(outcome, breakerResult(ctx, finished), ctx.rttMs >= 0 ? ctx.rttMs : undefined);
     events.onSettled?.(ctx.route, ctx.lane, outcome);
   }
 
@@ -446,79 +414,41 @@ export async function proxyPlugin(app: FastifyInstance, opts: ProxyOptions): Pro
       return;
     }
 
-    // A refusal decided before the limiter; shadow routes only report it.
-    let early: Refusal | null = null;
-
+    let budget = Infinity;
     const dl = route.cfg.deadline;
     if (dl !== undefined) {
       const value = raw.headers[dl.header];
       if (value !== undefined) {
-        const budget = parseBudgetMs(value, dl.format);
+        budget = parseBudgetMs(value, dl.format);
         if (Number.isNaN(budget)) {
           clientError(reply, 'bad_deadline');
           return;
         }
-        // Nothing can be served in less than a millisecond: the budget is already spent.
-        if (budget < 1) early = refusal('deadline', retryAfterSeconds(0, rt.config.retryAfter, random));
-        else ctx.deadline = clock.now() + budget;
       }
     }
 
-    const breaker = route.breaker;
-    if (early === null && breaker !== null) {
-      const admission = breaker.admit();
-      if (admission === REFUSED) early = refusal('circuit_open', circuitRetryAfter(breaker, rt.config.retryAfter, random));
-      else ctx.admission = admission;
-    }
-
-    if (early === null && rt.clientRate !== null) {
-      const wait = rt.clientRate.take(clientKey, clock.now());
-      if (wait > 0) early = refusal('client_rate', retryAfterSeconds(wait, rt.config.retryAfter, random));
-    }
-
-    if (route.shadow) {
-      admitShadow(request, ctx, clientKey, early);
-      route.poolUse.active++;
-      res.once('close', () => onClose(request, ctx, res));
-      done();
-      return;
-    }
-    if (early !== null) {
-      refuse(request, reply, ctx, early);
-      return;
-    }
-
-    const result = route.limiter.acquire(
-      lane,
-      clientKey,
-      (later) => {
-        ctx.ticket = null;
-        if (later.kind === 'refused') {
-          refuse(request, reply, ctx, later, clock.now() - ctx.queuedAt);
-          return;
-        }
-        ctx.permit = later;
-        events.onAdmitted?.(route, lane, later.queuedMs);
-        done();
-      },
-      ctx.deadline,
-    );
-    switch (result.kind) {
-      case 'permit':
-        ctx.permit = result;
-        route.poolUse.active++;
+    const entry = route.gate.enter(lane, clientKey, budget);
+    switch (entry.kind) {
+      case 'refused':
+        refuse(request, reply, ctx, entry);
+        return;
+      case 'hold':
+        admitted(request, ctx, entry);
         res.once('close', () => onClose(request, ctx, res));
-        events.onAdmitted?.(route, lane, 0);
         done();
         return;
       case 'queued':
-        ctx.ticket = result;
-        ctx.queuedAt = clock.now();
-        route.poolUse.active++;
+        ctx.queued = entry;
         res.once('close', () => onClose(request, ctx, res));
-        return;
-      case 'refused':
-        refuse(request, reply, ctx, result);
+        entry.wait((later, queuedMs) => {
+          ctx.queued = null;
+          if (later.kind === 'refused') {
+            refuse(request, reply, ctx, later, queuedMs);
+            return;
+          }
+          admitted(request, ctx, later);
+          done();
+        });
         return;
     }
   });
@@ -535,9 +465,10 @@ export async function proxyPlugin(app: FastifyInstance, opts: ProxyOptions): Pro
       const ctx = request.sluice as RequestCtx;
       const now = clock.now();
       ctx.dispatchedAt = now;
-      if (ctx.deadline !== Infinity) {
+      const deadline = (ctx.hold as Hold).deadline;
+      if (deadline !== Infinity) {
         // The upstream gets what is left of the caller's budget, and no longer to answer.
-        const left = Math.max(1, Math.floor(ctx.deadline - now));
+        const left = Math.max(1, Math.floor(deadline - now));
         const t = ctx.route.cfg.timeouts;
         ctx.budgetMs = left;
         if (left < t.bodyMs) ctx.bodyTimeout = left;

@@ -25,6 +25,7 @@ import { Breaker, type BreakerStateName } from '../core/breaker.js';
 import type { Clock, Random } from '../core/clock.js';
 import { createLimit } from '../core/limit/create.js';
 import type { Limit } from '../core/limit/limit.js';
+import { RouteGate, type InUse } from '../core/gate/gate.js';
 import { ClientRate } from '../core/limiter/client-rate.js';
 import { Limiter, type LimiterPolicy } from '../core/limiter/limiter.js';
 import { createPool } from './upstream.js';
@@ -32,15 +33,15 @@ import { RouteTable, clientKeyFn, type ClassifyInput } from './routes.js';
 
 /**
  * Requests (queued or in flight) that may still send through a pool: counted
- * by the proxy from admission to the response's end. Shared by every
+ * by the route's gate from admission to settlement. Shared by every
  * RouteRuntime that uses the pool.
  */
-export interface PoolUse {
-  active: number;
-}
+export type PoolUse = InUse;
 
 export interface RouteRuntime {
   readonly cfg: RouteConfig;
+  /** The admission decision: limiter, breaker, client rate, shadow, deadline (core/gate). */
+  readonly gate: RouteGate;
   readonly limiter: Limiter;
   readonly pool: Pool;
   readonly poolUse: PoolUse;
@@ -103,13 +104,24 @@ function newBreaker(cfg: RouteConfig, deps: RuntimeDeps): Breaker | null {
   return breaker;
 }
 
-function routeRuntime(cfg: RouteConfig, limiter: Limiter, pool: Pool, poolUse: PoolUse, breaker: Breaker | null): RouteRuntime {
+/** What a route's gate shares with the rest of its config. */
+interface Shared {
+  readonly config: Config;
+  readonly clientRate: ClientRate | null;
+  readonly deps: RuntimeDeps;
+}
+
+function routeRuntime(cfg: RouteConfig, limiter: Limiter, pool: Pool, poolUse: PoolUse, breaker: Breaker | null, shared: Shared): RouteRuntime {
+  const shadow = cfg.mode === 'shadow';
+  const { clock, random } = shared.deps;
+  const gate = new RouteGate({ limiter, breaker, clientRate: shared.clientRate, shadow, use: poolUse, retryAfter: shared.config.retryAfter, clock, random });
   const route: RouteRuntime = {
     cfg,
+    gate,
     limiter,
     pool,
     poolUse,
-    shadow: cfg.mode === 'shadow',
+    shadow,
     breaker,
     overloadStatuses: new Set(cfg.limit.overloadStatuses),
     laneNames: cfg.lanes.map((l) => l.name),
@@ -119,14 +131,15 @@ function routeRuntime(cfg: RouteConfig, limiter: Limiter, pool: Pool, poolUse: P
   return route;
 }
 
-export function createRouteRuntime(cfg: RouteConfig, config: Config, deps: RuntimeDeps): RouteRuntime {
+function createRouteRuntime(cfg: RouteConfig, shared: Shared): RouteRuntime {
+  const { config, deps } = shared;
   const limiter = new Limiter({
     ...limiterPolicy(cfg, config),
     limit: limitFor(cfg, deps),
     clock: deps.clock,
     random: deps.random,
   });
-  return routeRuntime(cfg, limiter, createPool(cfg), { active: 0 }, newBreaker(cfg, deps));
+  return routeRuntime(cfg, limiter, createPool(cfg), { active: 0 }, newBreaker(cfg, deps), shared);
 }
 
 function runtimeOf(config: Config, routes: RouteRuntime[], clientRate: ClientRate | null): Runtime {
@@ -145,10 +158,11 @@ function newClientRate(config: Config): ClientRate | null {
 }
 
 export function createRuntime(config: Config, deps: RuntimeDeps): Runtime {
+  const shared: Shared = { config, clientRate: newClientRate(config), deps };
   return runtimeOf(
     config,
-    config.routes.map((r) => createRouteRuntime(r, config, deps)),
-    newClientRate(config),
+    config.routes.map((r) => createRouteRuntime(r, shared)),
+    shared.clientRate,
   );
 }
 
@@ -188,17 +202,21 @@ export function nextRuntime(prev: Runtime, config: Config, deps: RuntimeDeps): N
   const policyChanged =
     config.clients.maxShare !== prev.config.clients.maxShare || !isDeepStrictEqual(config.retryAfter, prev.config.retryAfter);
   const reconfigure: (() => void)[] = [];
+  // Buckets carry over while their parameters stay: a reload is no way around a rate limit.
+  const clientRate = isDeepStrictEqual(config.clients.rate, prev.config.clients.rate) ? prev.clientRate : newClientRate(config);
+  const shared: Shared = { config, clientRate, deps };
 
   const routes = config.routes.map((cfg): RouteRuntime => {
     const old = byName.get(cfg.name);
     if (old === undefined) {
       changes.added.push(cfg.name);
-      return createRouteRuntime(cfg, config, deps);
+      return createRouteRuntime(cfg, shared);
     }
     byName.delete(cfg.name);
     if (isDeepStrictEqual(old.cfg, cfg) && !policyChanged) {
       changes.unchanged.push(cfg.name);
-      return old;
+      // The same route; only a new set of rate buckets needs a new gate.
+      return clientRate === prev.clientRate ? old : routeRuntime(cfg, old.limiter, old.pool, old.poolUse, old.breaker, shared);
     }
     changes.changed.push(cfg.name);
     let limit: Limit | undefined;
@@ -211,17 +229,15 @@ export function nextRuntime(prev: Runtime, config: Config, deps: RuntimeDeps): N
     const sameBreaker = old.cfg.upstream === cfg.upstream && isDeepStrictEqual(old.cfg.circuitBreaker, cfg.circuitBreaker);
     const breaker = sameBreaker ? old.breaker : newBreaker(cfg, deps);
     const samePool = old.cfg.upstream === cfg.upstream && isDeepStrictEqual(old.cfg.timeouts, cfg.timeouts);
-    if (samePool) return routeRuntime(cfg, old.limiter, old.pool, old.poolUse, breaker);
+    if (samePool) return routeRuntime(cfg, old.limiter, old.pool, old.poolUse, breaker, shared);
     retired.push({ route: old, why: 'replaced' });
-    return routeRuntime(cfg, old.limiter, createPool(cfg), { active: 0 }, breaker);
+    return routeRuntime(cfg, old.limiter, createPool(cfg), { active: 0 }, breaker, shared);
   });
   for (const old of byName.values()) {
     changes.removed.push(old.cfg.name);
     retired.push({ route: old, why: 'removed' });
   }
 
-  // Buckets carry over while their parameters stay: a reload is no way around a rate limit.
-  const clientRate = isDeepStrictEqual(config.clients.rate, prev.config.clients.rate) ? prev.clientRate : newClientRate(config);
   const runtime = runtimeOf(config, routes, clientRate);
   for (const apply of reconfigure) apply();
   return { runtime, retired, changes };

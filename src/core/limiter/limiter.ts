@@ -57,7 +57,7 @@
 import type { LaneConfig, RetryAfterConfig } from '../../config/types.js';
 import type { Clock, Random, Timer } from '../clock.js';
 import type { Limit, RttEstimates, Sample } from '../limit/limit.js';
-import { RateMeter, retryAfterSeconds } from '../retry-after.js';
+import { RateMeter, retryAfterSeconds, shedRetryAfter } from '../retry-after.js';
 import { refusal, type Refusal, type RefusalReason } from './refusal.js';
 import { ShedControl, type ShedConfig } from './shed-state.js';
 import { StandingQueue } from './standing-queue.js';
@@ -546,16 +546,10 @@ export class Limiter {
     else this.clients.delete(clientKey);
   }
 
-  /**
-   * shed_batch: come back no sooner than the route can be normal again. The
-   * usual estimate (clamped, jittered) applies above that floor, so refused
-   * batch clients spread out after the cooldown instead of returning together.
-   */
+  /** shed_batch, with a Retry-After no shorter than the cooldown still to run. */
   private refuseShed(l: Lane, now: number): Refusal {
-    const leftSeconds = (this.shed as ShedControl).cooldownLeftMs(now) / 1000;
-    const estimate = Math.max(leftSeconds, this.estimateWaitSeconds(l));
-    const seconds = retryAfterSeconds(estimate, this.opts.retryAfter, this.opts.random);
-    return refusal('shed_batch', Math.max(seconds, Math.ceil(leftSeconds)));
+    const leftMs = (this.shed as ShedControl).cooldownLeftMs(now);
+    return refusal('shed_batch', shedRetryAfter(leftMs, this.estimateWaitSeconds(l), this.opts.retryAfter, this.opts.random));
   }
 
   private refuse(reason: RefusalReason, l: Lane): Refusal {
