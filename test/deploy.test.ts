@@ -10,27 +10,15 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
+import { dashboard, dashboardTargets, fillVariables } from './helpers/dashboard.js';
 import { promtool, scrape } from './helpers/prom.js';
 import { send, startSluice } from './helpers/sluice.js';
 import { startUpstream, type TestUpstream } from './helpers/upstream.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const alertsFile = join(root, 'deploy/prometheus/alerts.yaml');
-const dashboardFile = join(root, 'deploy/grafana/sluice-dashboard.json');
-
-interface Target {
-  expr: string;
-  legendFormat?: string;
-}
-interface Panel {
-  type: string;
-  title: string;
-  repeat?: string;
-  targets?: Target[];
-}
-const dashboard = JSON.parse(readFileSync(dashboardFile, 'utf8')) as { uid: string; panels: Panel[]; templating: { list: { name: string }[] } };
 const alerts = parseYaml(readFileSync(alertsFile, 'utf8')) as { groups: { rules: { alert: string; expr: string; for: string }[] }[] };
-const dashboardExprs = dashboard.panels.flatMap((p) => (p.targets ?? []).map((t) => t.expr));
+const dashboardExprs = dashboardTargets.map((t) => t.expr);
 const alertExprs = alerts.groups.flatMap((g) => g.rules.map((r) => r.expr));
 
 /**
@@ -105,7 +93,7 @@ test('every dashboard query is valid PromQL (checked by promtool as recording ru
       rules: dashboardExprs.map((expr, i) => ({
         record: `dashboard:expr_${i}`,
         // Grafana's variables, as Grafana would fill them in.
-        expr: expr.replaceAll('$__rate_interval', '1m').replaceAll('$instance', '.*').replaceAll('$route', 'main'),
+        expr: fillVariables(expr, { route: 'main', rateInterval: '1m' }),
       })),
     },
   ];
@@ -115,7 +103,7 @@ test('every dashboard query is valid PromQL (checked by promtool as recording ru
   assert.equal(r.code, 0, r.output);
 });
 
-test('the dashboard repeats per route and shows offered/admitted/refused, limit vs in-flight, queues, waits, latency, state', () => {
+test('the dashboard repeats per route and shows traffic, limit, queues, waits, latency, errors, breaker, reloads and client errors', () => {
   assert.ok(dashboard.templating.list.some((v) => v.name === 'route'));
   assert.ok(dashboard.panels.some((p) => p.type === 'row' && p.repeat === 'route'));
   const used = new Set(dashboardExprs.flatMap(metricNames));
@@ -129,8 +117,21 @@ test('the dashboard repeats per route and shows offered/admitted/refused, limit 
     'sluice_queue_wait_seconds_bucket',
     'sluice_upstream_latency_seconds_bucket',
     'sluice_route_overloaded',
+    'sluice_circuit_breaker_state',
+    'sluice_circuit_breaker_opens_total',
+    'sluice_upstream_errors_total',
+    'sluice_client_errors_total',
+    'sluice_config_reloads_total',
+    'sluice_config_last_reload_successful',
   ]) {
     assert.ok(used.has(m), `no dashboard panel reads ${m}`);
+  }
+});
+
+test('every graph and stat panel says its unit, and every graph names its axis', () => {
+  for (const p of dashboard.panels.filter((x) => x.type === 'timeseries' || x.type === 'stat')) {
+    assert.ok(p.fieldConfig?.defaults?.unit, `${p.title}: no unit`);
+    if (p.type === 'timeseries') assert.ok(p.fieldConfig?.defaults?.custom?.axisLabel, `${p.title}: no axis label`);
   }
 });
 
