@@ -355,7 +355,7 @@ test('histogram percentiles are within 1% of the exact value, and 0 for zero wai
 test('in the limiter: when the start-up probe ends the limit doubles back and queued requests start at once', () => {
   const clock = new ManualClock(0);
   const limiter = new Limiter({
-    lanes: [{ name: 'interactive', maxShare: 1, minShare: 0, queue: { maxLength: 100, maxWaitMs: 60_000 } }],
+    lanes: [{ name: 'interactive', maxShare: 1, minShare: 0, queue: { maxLength: 100, maxWaitMs: 60_000, fair: true } }],
     limit: createLimit(limitConfig('{ algorithm: gradient, initial: 8, window: { minSamples: 10, windowMs: 100 } }')),
     clientMaxShare: 1,
     retryAfter: { minSeconds: 1, maxSeconds: 30, jitter: 0.2 },

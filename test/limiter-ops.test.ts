@@ -12,12 +12,12 @@ import type { Refusal } from '../src/core/limiter/refusal.js';
 import type { ShedConfig } from '../src/core/limiter/shed-state.js';
 import { limiterVerbs } from './helpers/limiter-verbs.js';
 
-function lane(name: string, o: Partial<LaneConfig> & { maxLength?: number; maxWaitMs?: number } = {}): LaneConfig {
+function lane(name: string, o: Partial<LaneConfig> & { maxLength?: number; maxWaitMs?: number; fair?: boolean } = {}): LaneConfig {
   return {
     name,
     maxShare: o.maxShare ?? 1,
     minShare: o.minShare ?? 0,
-    queue: { maxLength: o.maxLength ?? 10, maxWaitMs: o.maxWaitMs ?? 1000 },
+    queue: { maxLength: o.maxLength ?? 10, maxWaitMs: o.maxWaitMs ?? 1000, fair: o.fair ?? true },
   };
 }
 

@@ -84,7 +84,7 @@ test('shed state: cooldown left counts down through the calm stretch', () => {
 // ---------------------------------------------------------------- in the limiter
 
 function lane(name: string, maxWaitMs = 5000): LaneConfig {
-  return { name, maxShare: 1, minShare: 0, queue: { maxLength: 10, maxWaitMs } };
+  return { name, maxShare: 1, minShare: 0, queue: { maxLength: 10, maxWaitMs, fair: true } };
 }
 
 function setup(overload: ShedConfig = CFG) {

@@ -126,7 +126,7 @@ function simulate(limit: LimitConfig, upstreamQueueShare = 0.25, seed = 1): RunR
   const clock = new ManualClock(0);
   const random = seededRandom(seed);
   const limiter = new Limiter({
-    lanes: [{ name: 'interactive', maxShare: 1, minShare: 0, queue: { maxLength: 50, maxWaitMs: 500 } }],
+    lanes: [{ name: 'interactive', maxShare: 1, minShare: 0, queue: { maxLength: 50, maxWaitMs: 500, fair: true } }],
     limit: createLimit(limit),
     clientMaxShare: 1,
     retryAfter: { minSeconds: 1, maxSeconds: 30, jitter: 0.2 },

@@ -343,6 +343,7 @@ function build(data: RawConfig, merged: readonly Merged[], file: string): Config
     clients: {
       key: clients.key.header !== undefined ? { header: clients.key.header } : { ip: true },
       maxShare: clients.maxShare,
+      weights: { ...clients.weights },
       ...(clients.rate && {
         rate: { perSecond: clients.rate.perSecond, burst: clients.rate.burst ?? Math.max(1, clients.rate.perSecond) },
       }),

@@ -222,6 +222,7 @@ const laneShape = {
   queue: obj({
     maxLength: int(0).default(100),
     maxWaitMs: int(1).default(1000),
+    fair: bool().default(true),
   }).prefault({}),
 };
 
@@ -263,6 +264,8 @@ const clientsSchema = obj({
     perSecond: num('> 0', (n) => n > 0),
     burst: num('>= 1', (n) => n >= 1).optional(),
   }).optional(),
+  // A client's share of its turns in a fair lane, relative to weight 1 (every unlisted client).
+  weights: z.record(text(), num('> 0 and <= 1000000', (n) => n > 0 && n <= 1_000_000), { error: unlessMissing('must be a mapping of client key to weight') }).default(() => ({})),
 });
 
 // ---------------------------------------------------------------- routes, top level

@@ -18,6 +18,8 @@ export interface Listen {
 export interface QueueConfig {
   readonly maxLength: number; // >= 0; 0 = never queue, refuse when no slot
   readonly maxWaitMs: number; // > 0
+  /** Serve waiters round-robin across client keys (deficit round robin) instead of first come first served. Default true. */
+  readonly fair: boolean;
 }
 
 export interface LaneConfig {
@@ -48,6 +50,8 @@ export interface ClientsConfig {
   readonly key: ClientKeySource; // header name lower-cased at load
   readonly maxShare: number; // 0 < x <= 1; default 0.5
   readonly rate?: { readonly perSecond: number; readonly burst: number };
+  /** DRR weights in fair lanes, by client key (> 0; unlisted clients weigh 1). Default {}. */
+  readonly weights: Readonly<Record<string, number>>;
 }
 
 export interface RetryAfterConfig {

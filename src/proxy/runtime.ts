@@ -78,6 +78,7 @@ function limiterPolicy(cfg: RouteConfig, config: Config): LimiterPolicy {
   return {
     lanes: cfg.lanes,
     clientMaxShare: config.clients.maxShare,
+    clientWeights: config.clients.weights,
     retryAfter: config.retryAfter,
     // The shed signal is measured over the limit's window length.
     overload: { ...cfg.overload, windowMs: cfg.limit.window.windowMs },

@@ -28,6 +28,13 @@
  * but only while some other client also holds or waits for slots: a lone
  * client is queued or shed with 503, never told 429 for its share.
  *
+ * Inside a lane (queue.fair, ./fair-queue.ts): waiting requests are served
+ * round-robin across client keys (deficit round robin, clients.weights),
+ * or first come first served (./wait-queue.ts). Either way the lane's
+ * maxLength and maxWaitMs bound the whole lane, and the lane scheduling
+ * above decides which lane a freed slot goes to; the lane's queue only
+ * decides which of its waiters.
+ *
  * Shed state (./shed-state.ts, when `overload` is given): every queue wait
  * that ends (0 ms for an immediate start) feeds the route's state. While it
  * is `overloaded`, a new request of any lane but the first that cannot start
@@ -36,7 +43,8 @@
  * slot within its lane's share still starts, so the upstream is not left idle
  * while only the first lane is served. Already queued ones keep their place,
  * and the first lane is served newest first once a standing queue has formed
- * (./standing-queue.ts).
+ * (./standing-queue.ts): in a fair lane, newest first within the client
+ * whose turn it is.
  *
  * The limit learns from every settled permit except `ignore`; a change of
  * `limit.current` is applied at once: growth starts queued work, a shrink
@@ -60,8 +68,9 @@ import type { Limit, RttEstimates, Sample } from '../limit/limit.js';
 import { RateMeter, retryAfterSeconds, shedRetryAfter } from '../retry-after.js';
 import { refusal, type Refusal, type RefusalReason } from './refusal.js';
 import { ShedControl, type ShedConfig } from './shed-state.js';
+import { ClientWeights, FairQueue } from './fair-queue.js';
 import { StandingQueue } from './standing-queue.js';
-import { WaitQueue, type QueueNode } from './wait-queue.js';
+import { WaitQueue, type FairNode, type LaneQueue, type QueueNode } from './wait-queue.js';
 
 export type Outcome = 'success' | 'dropped' | 'ignore';
 
@@ -104,6 +113,8 @@ export interface LimiterPolicy {
   readonly lanes: readonly LaneConfig[];
   /** clients.maxShare */
   readonly clientMaxShare: number;
+  /** clients.weights: DRR weights in fair lanes (unlisted clients weigh 1). */
+  readonly clientWeights?: Readonly<Record<string, number>>;
   readonly retryAfter: RetryAfterConfig;
   /** The route's shed state; without it the route is never overloaded. */
   readonly overload?: ShedConfig;
@@ -133,9 +144,11 @@ export interface LimiterSnapshot {
   readonly lanes: readonly LaneSnapshot[];
 }
 
+type EntryQueue = LaneQueue<Entry> & (WaitQueue<Entry> | FairQueue<Entry>);
+
 interface Lane {
   cfg: LaneConfig;
-  readonly queue: WaitQueue<Entry>;
+  queue: EntryQueue;
   inflight: number;
   /** Of `inflight`: shadow-mode requests that started with no room (see acquireShadow). */
   over: number;
@@ -143,17 +156,44 @@ interface Lane {
   minSlots: number;
 }
 
-function newLane(cfg: LaneConfig): Lane {
-  return { cfg, queue: new WaitQueue<Entry>(), inflight: 0, over: 0, maxSlots: 1, minSlots: 0 };
+function newQueue(cfg: LaneConfig, weights: ClientWeights): EntryQueue {
+  return cfg.queue.fair ? new FairQueue<Entry>(weights) : new WaitQueue<Entry>();
+}
+
+function newLane(cfg: LaneConfig, weights: ClientWeights): Lane {
+  return { cfg, queue: newQueue(cfg, weights), inflight: 0, over: 0, maxSlots: 1, minSlots: 0 };
+}
+
+/**
+ * A reload changed the lane's kind of queue (queue.fair) or the weights:
+ * its waiters move to the new queue in arrival order, keeping their timers
+ * and their deadlines. Weights alone apply to flows formed from now on.
+ */
+function requeue(l: Lane, weights: ClientWeights): void {
+  const q = l.queue;
+  if (q instanceof FairQueue && l.cfg.queue.fair) {
+    q.weights = weights;
+    return;
+  }
+  if (q instanceof FairQueue === l.cfg.queue.fair) return;
+  const next = newQueue(l.cfg, weights);
+  for (let e = l.queue.oldest(); e !== null; e = l.queue.oldest()) {
+    l.queue.remove(e);
+    next.push(e);
+  }
+  l.queue = next;
 }
 
 // Entries and permits point at their Lane object, not at an index: a reload
 // may reorder or drop lanes while they are queued or in flight.
-class Entry implements QueueNode, Ticket {
+class Entry implements FairNode, Ticket {
   readonly kind = 'queued' as const;
   prev: QueueNode | null = null;
   next: QueueNode | null = null;
   linked = false;
+  peerPrev: FairNode | null = null;
+  peerNext: FairNode | null = null;
+  flow: object | null = null;
   timer: Timer | null = null;
   constructor(
     readonly limiter: Limiter,
@@ -210,13 +250,15 @@ export class Limiter {
   private shed: ShedControl | null;
   /** Adaptive LIFO applies to the first lane only. */
   private readonly firstLaneStanding = new StandingQueue();
+  private weights: ClientWeights;
 
   constructor(opts: LimiterOptions) {
     this.opts = opts;
     this.clock = opts.clock;
     this.completions = new RateMeter(opts.clock.now());
     this.shed = opts.overload ? new ShedControl(opts.overload, opts.clock.now()) : null;
-    this.lanes = opts.lanes.map(newLane);
+    this.weights = new ClientWeights(opts.clientWeights);
+    this.lanes = opts.lanes.map((cfg) => newLane(cfg, this.weights));
     this.active = this.lanes.length;
     this.limitValue = opts.limit.current;
     this.applyLimit();
@@ -247,7 +289,7 @@ export class Limiter {
     const no = this.cannotWait(l, clientKey, l.queue.length, now, deadline);
     if (no !== null) return this.refuse(no, l);
     // Refuse early rather than let the caller's budget run out in the queue.
-    if (deadline < Infinity && this.expectedWaitMs(lane, now) > deadline - now) return this.refuse('deadline', l);
+    if (deadline < Infinity && this.expectedWaitMs(lane, clientKey, now) > deadline - now) return this.refuse('deadline', l);
 
     const waitUntil = Math.min(now + l.cfg.queue.maxWaitMs, deadline);
     const entry = new Entry(this, l, clientKey, now, waiter);
@@ -318,12 +360,14 @@ export class Limiter {
    * otherwise the current one and its learned value stay.
    */
   reconfigure(policy: LimiterPolicy, limit?: Limit): void {
+    if (!sameWeights(policy.clientWeights, this.opts.clientWeights)) this.weights = new ClientWeights(policy.clientWeights);
     const byName = new Map(this.lanes.map((l) => [l.cfg.name, l]));
     const lanes = policy.lanes.map((cfg) => {
       const kept = byName.get(cfg.name);
       byName.delete(cfg.name);
-      if (kept === undefined) return newLane(cfg);
+      if (kept === undefined) return newLane(cfg, this.weights);
       kept.cfg = cfg;
+      requeue(kept, this.weights);
       return kept;
     });
     this.active = lanes.length;
@@ -444,6 +488,11 @@ export class Limiter {
 
   private dequeue(e: Entry): void {
     e.lane.queue.remove(e);
+    this.unqueued(e);
+  }
+
+  /** Bookkeeping for an entry that has left its lane's queue. */
+  private unqueued(e: Entry): void {
     this.queued--;
     e.timer?.cancel();
     e.timer = null;
@@ -486,8 +535,8 @@ export class Limiter {
         for (let i = this.pickLane(); i >= 0; i = this.pickLane()) {
           const l = this.lanes[i] as Lane;
           const now = this.clock.now();
-          const e = (i === 0 && this.lifo(l, now) ? l.queue.newest() : l.queue.oldest()) as Entry;
-          this.dequeue(e);
+          const e = l.queue.take(i === 0 && this.lifo(l, now)) as Entry;
+          this.unqueued(e);
           this.shed?.record(now - e.enqueuedAt, now);
           // The client's hold moves from the queue to the permit: no unhold/hold.
           e.waiter(this.start(i, l, e.clientKey, now, now - e.enqueuedAt));
@@ -558,20 +607,23 @@ export class Limiter {
 
   /**
    * How long a request joining `lane` now would wait: the work queued in its
-   * lane and the lanes above it, plus itself, at the recent completion rate
+   * lane (in a fair lane: what is served before this client's turn) and the
+   * lanes above it, plus itself, at the recent completion rate
    * (each completion frees one slot). While the first lane runs newest first
    * (adaptive LIFO) a newcomer there goes to the front, so its queue does not
    * count. 0 while there is no rate to go by, so a fresh route queues rather
    * than guessing.
    */
-  private expectedWaitMs(lane: number, now: number): number {
+  private expectedWaitMs(lane: number, clientKey: string, now: number): number {
     const rate = this.completions.perSecond(now);
     if (rate <= 0) return 0;
     let ahead = 1;
     for (let i = 0; i <= lane; i++) {
       const l = this.lanes[i] as Lane;
       if (i === 0 && l.queue.length > 0 && this.lifo(l, now)) continue;
-      ahead += l.queue.length;
+      // Lanes above are served first whoever waits there; in its own lane a
+      // fair queue puts a light client ahead of a heavy one's backlog.
+      ahead += i === lane ? l.queue.ahead(clientKey) : l.queue.length;
     }
     return (ahead / rate) * 1000;
   }
@@ -582,6 +634,11 @@ export class Limiter {
     if (rate <= 0) return l.cfg.queue.maxWaitMs / 1000;
     return (this.queued + 1) / rate;
   }
+}
+
+function sameWeights(a: Readonly<Record<string, number>> = {}, b: Readonly<Record<string, number>> = {}): boolean {
+  const ka = Object.keys(a);
+  return ka.length === Object.keys(b).length && ka.every((k) => Object.hasOwn(b, k) && a[k] === b[k]);
 }
 
 function busy(l: Lane): boolean {
