@@ -6,7 +6,7 @@
  *                      finish and write its report; no speed is asserted).
  *                      Its report goes to bench/results/REPORT-quick.md unless --report says otherwise.
  *   --only LIST        comma-separated: cost (wrk: CPU per request, unloaded latency), overhead,
- *                      refusal, control (= overload, batch flood, capacity change)
+ *                      refusal, control (= overload, batch flood, capacity change), queue (fair queue cost)
  *   --algorithm NAME   limit algorithm for the control scenarios (default: the config schema's default)
  *   --no-pin           do not pin processes to cores with taskset
  *   --report FILE      append to FILE instead of the default report
@@ -25,6 +25,7 @@ import { closeHttp, table, type BenchContext, type ScenarioOutput } from './comm
 import { controlScenarios } from './control.js';
 import { costScenario } from './cost.js';
 import { ROOT, canPin, type Placement } from './processes.js';
+import { queueScenario } from './queueing.js';
 import { throughputScenarios } from './throughput.js';
 
 const { values } = parseArgs({
@@ -37,7 +38,7 @@ const { values } = parseArgs({
   },
 });
 
-const GROUPS = ['cost', 'overhead', 'refusal', 'control'] as const;
+const GROUPS = ['cost', 'overhead', 'refusal', 'control', 'queue'] as const;
 
 function git(args: string[]): string {
   try {
@@ -105,6 +106,7 @@ async function main(): Promise<void> {
     outputs.push(...c.outputs);
     algorithm = c.algorithm;
   }
+  if (only.includes('queue')) outputs.push(await queueScenario(ctx));
   await closeHttp();
 
   for (const o of outputs) writeFileSync(`${resultsDir}/${stamp}-${o.id}.json`, `${JSON.stringify(o.json, null, 1)}\n`);

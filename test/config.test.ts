@@ -52,8 +52,8 @@ const DEFAULT_LIMIT = {
   hysteresis: { increaseAfterWindows: 2, deadBand: 0.05 },
 };
 const DEFAULT_LANES = [
-  { name: 'interactive', maxShare: 1, minShare: 0, queue: { maxLength: 100, maxWaitMs: 1000 } },
-  { name: 'batch', maxShare: 0.5, minShare: 0.1, queue: { maxLength: 500, maxWaitMs: 5000 } },
+  { name: 'interactive', maxShare: 1, minShare: 0, queue: { maxLength: 100, maxWaitMs: 1000, fair: true } },
+  { name: 'batch', maxShare: 0.5, minShare: 0.1, queue: { maxLength: 500, maxWaitMs: 5000, fair: true } },
 ];
 const DEFAULT_ROUTE_POLICY = {
   mode: 'enforce',
@@ -85,7 +85,7 @@ test('a config with only a route gets every documented default', () => {
     log: { level: 'info', pretty: false },
     lanes: DEFAULT_LANES,
     classify: [],
-    clients: { key: { ip: true }, maxShare: 0.5 },
+    clients: { key: { ip: true }, maxShare: 0.5, weights: {} },
     retryAfter: { minSeconds: 1, maxSeconds: 30, jitter: 0.2 },
     readiness: { maxBacklogSeconds: 10 },
     shutdown: { readinessGraceMs: 5000, drainTimeoutMs: 30000 },
@@ -170,6 +170,7 @@ test('config.example.yaml: routes, classify and clients as written', () => {
     key: { header: 'x-api-key' },
     maxShare: 0.5,
     rate: { perSecond: 100, burst: 200 },
+    weights: { 'gold-tenant': 3 },
   });
 
   const orders = route(example, 'orders');
@@ -179,7 +180,7 @@ test('config.example.yaml: routes, classify and clients as written', () => {
     name: 'batch',
     maxShare: 0.25,
     minShare: 0.1,
-    queue: { maxLength: 50, maxWaitMs: 5000 },
+    queue: { maxLength: 50, maxWaitMs: 5000, fair: true },
   });
 
   const reports = route(example, 'reports');
@@ -271,16 +272,16 @@ test('route lanes are the global lanes, in order, with the route overrides deep-
   );
   assert.deepEqual(config.lanes.map((l) => l.name), ['interactive', 'batch', 'bulk']);
   assert.deepEqual(config.routes[0]!.lanes, [
-    { name: 'interactive', maxShare: 1, minShare: 0, queue: { maxLength: 100, maxWaitMs: 1000 } },
-    { name: 'batch', maxShare: 0.25, minShare: 0, queue: { maxLength: 50, maxWaitMs: 5000 } },
-    { name: 'bulk', maxShare: 0.2, minShare: 0.1, queue: { maxLength: 100, maxWaitMs: 1000 } },
+    { name: 'interactive', maxShare: 1, minShare: 0, queue: { maxLength: 100, maxWaitMs: 1000, fair: true } },
+    { name: 'batch', maxShare: 0.25, minShare: 0, queue: { maxLength: 50, maxWaitMs: 5000, fair: true } },
+    { name: 'bulk', maxShare: 0.2, minShare: 0.1, queue: { maxLength: 100, maxWaitMs: 1000, fair: true } },
   ]);
   // the global lanes are untouched by the override
   assert.deepEqual(config.lanes[1], {
     name: 'batch',
     maxShare: 0.5,
     minShare: 0,
-    queue: { maxLength: 500, maxWaitMs: 5000 },
+    queue: { maxLength: 500, maxWaitMs: 5000, fair: true },
   });
 });
 
@@ -305,7 +306,7 @@ test('normalisation: header names lower-cased, methods upper-cased, lanes resolv
     { lane: 'interactive', laneIndex: 0, when: { clientKeys: ['k1'] } },
   ]);
   // burst defaults to perSecond, but a bucket needs room for at least one token
-  assert.deepEqual(config.clients, { key: { header: 'x-api-key' }, maxShare: 0.5, rate: { perSecond: 0.5, burst: 1 } });
+  assert.deepEqual(config.clients, { key: { header: 'x-api-key' }, maxShare: 0.5, rate: { perSecond: 0.5, burst: 1 }, weights: {} });
   assert.deepEqual(config.routes[0]!.match, { pathPrefix: '/api', host: 'shop.example.com', methods: ['DELETE'] });
   assert.equal(config.routes[0]!.upstream, 'https://example.com:8443');
 });
@@ -336,7 +337,7 @@ test('unknown keys are reported at the key, with the allowed keys', () => {
     'x.yaml:5:26: routes.0.limit.maxx: unknown key (allowed: algorithm, initial, min, max, window, overloadStatuses, aimd, gradient, vegas, hysteresis)',
   ]);
   assert.deepEqual(problems(yaml(...ROUTE, '    lanes: { batch: { queue: { max: 1 } } }')), [
-    'x.yaml:5:32: routes.0.lanes.batch.queue.max: unknown key (allowed: maxLength, maxWaitMs)',
+    'x.yaml:5:32: routes.0.lanes.batch.queue.max: unknown key (allowed: maxLength, maxWaitMs, fair)',
   ]);
 });
 
@@ -609,4 +610,23 @@ test('a file that cannot be read is a ConfigError at 0:0', () => {
       return true;
     },
   );
+});
+
+test('fair queuing keys: lanes[].queue.fair (also per route) and clients.weights, with clear errors', () => {
+  const config = parseConfig(
+    yaml('lanes: [{ name: a, queue: { fair: false } }]', 'clients: { weights: { gold: 4, slow: 0.5 } }', ...ROUTE, '    lanes: { a: { queue: { fair: true } } }'),
+    'x.yaml',
+  );
+  assert.equal(config.lanes[0]!.queue.fair, false);
+  assert.equal(config.routes[0]!.lanes[0]!.queue.fair, true);
+  assert.deepEqual(config.clients.weights, { gold: 4, slow: 0.5 });
+  const cases: [string, string][] = [
+    ['lanes: [{ name: a, queue: { fair: yes } }]', 'x.yaml:1:35: lanes.0.queue.fair: must be true or false'],
+    ['clients: { weights: { gold: 0 } }', 'x.yaml:1:29: clients.weights.gold: must be a number > 0 and <= 1000000'],
+    ['clients: { weights: { gold: "3" } }', 'x.yaml:1:29: clients.weights.gold: must be a number > 0 and <= 1000000'],
+    ['clients: { weights: [gold] }', 'x.yaml:1:21: clients.weights: must be a mapping of client key to weight'],
+  ];
+  for (const [line, expected] of cases) {
+    assert.deepEqual(problems(yaml(line, ...ROUTE)), [expected], line);
+  }
 });
