@@ -27,7 +27,7 @@ const BREAKER: CircuitBreakerConfig = {
   closeAfterSuccesses: 1,
 };
 const RETRY = { minSeconds: 1, maxSeconds: 60, jitter: 0 };
-const lane = (name: string): LaneConfig => ({ name, maxShare: 1, minShare: 0, queue: { maxLength: 2, maxWaitMs: 500 } });
+const lane = (name: string): LaneConfig => ({ name, maxShare: 1, minShare: 0, queue: { maxLength: 2, maxWaitMs: 500, fair: true } });
 
 function setup(o: { shadow?: boolean; breaker?: boolean; rate?: { perSecond: number; burst: number }; limit?: number } = {}) {
   const clock = new ManualClock(1000);
