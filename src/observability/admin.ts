@@ -7,13 +7,17 @@
  *   GET /readyz        200, or 503 with a JSON reason (draining, backlog)
  *   GET /metrics       Prometheus text exposition
  *   GET /admin/state   JSON: per route limit, in-flight, queues, state, totals
- *   GET /              the live page (polls /admin/state)
+ *   GET /admin/history JSON: the last 5 minutes, one sample a second (history.ts);
+ *                      ?since=SEQ only the samples after SEQ
+ *   GET /              the live page (polls /admin/history)
  *   POST /admin/reload re-reads the config file (200, 422 invalid, 409 draining)
  */
 import fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { ReloadResult } from '../app.js';
 import type { BreakerSnapshot } from '../core/breaker.js';
+import { systemClock, type Clock, type Timer } from '../core/clock.js';
+import { History, sampleEvery, type RouteTotals, type Snapshot } from './history.js';
 import { LIVE_PAGE } from './live-page.js';
 import type { NotReady } from './readiness.js';
 
@@ -67,8 +71,18 @@ export interface AdminOptions {
   readonly state: () => AdminState;
   /** Why the instance is not ready (a reason code, or a reason with details), or null when it is. */
   readonly notReadyReason: () => string | NotReady | null;
-  /** The Prometheus exposition; /metrics answers 404 without it. */
-  readonly metrics?: { readonly contentType: string; render(): Promise<string> };
+  /**
+   * The Prometheus exposition; /metrics answers 404 without it. `routeTotals`
+   * (the metrics' cumulative counters per route) feeds the history's rates and
+   * percentiles; without it the history keeps state only.
+   */
+  readonly metrics?: {
+    readonly contentType: string;
+    render(): Promise<string>;
+    routeTotals?(route: string, lanes: readonly string[]): RouteTotals;
+  };
+  /** Runs the history's once-a-second sampling (default: the process clock). */
+  readonly clock?: Clock;
   /** POST /admin/reload: re-reads the config file; absent, the endpoint is not offered. */
   readonly reload?: () => ReloadResult;
 }
@@ -79,8 +93,45 @@ function reloadStatus(r: ReloadResult): number {
   return r.reason === 'draining' ? 409 : 422;
 }
 
+/** How often the history samples, and how many samples it keeps (5 minutes). */
+const HISTORY_EVERY_MS = 1000;
+const HISTORY_CAPACITY = 300;
+
+/** The history's input: the state /admin/state shows, with each route's cumulative counters. */
+function snapshot(opts: AdminOptions): Snapshot {
+  const s = opts.state();
+  const totals = opts.metrics?.routeTotals?.bind(opts.metrics);
+  const notReady = opts.notReadyReason();
+  return {
+    ready: s.ready && notReady === null,
+    draining: s.draining,
+    notReady,
+    routes: s.routes.map((view) => ({ view, totals: totals?.(view.name, view.lanes.map((l) => l.name)) })),
+  };
+}
+
+/** Samples into a History once a second while the listener is up (from ready to close). */
+function withHistory(admin: FastifyInstance, opts: AdminOptions, log: FastifyBaseLogger): History {
+  const history = new History(HISTORY_CAPACITY);
+  const clock = opts.clock ?? systemClock;
+  let timer: Timer | undefined;
+  const sample = () => {
+    try {
+      history.record({ mono: clock.now(), unix: Date.now() }, snapshot(opts));
+    } catch (err) {
+      log.error({ err }, 'live history: sampling failed');
+    }
+  };
+  admin.addHook('onReady', async () => {
+    timer ??= sampleEvery(clock, HISTORY_EVERY_MS, sample);
+  });
+  admin.addHook('onClose', async () => timer?.cancel());
+  return history;
+}
+
 export function buildAdmin(opts: AdminOptions): FastifyInstance {
   const admin = fastify({ loggerInstance: opts.logger.child({ listener: 'admin' }) as FastifyBaseLogger, logController: new LogController({ disableRequestLogging: true }) });
+  const history = withHistory(admin, opts, admin.log);
   admin.get('/healthz', async () => ({ status: 'ok' }));
   admin.get('/readyz', async (_req, reply) => {
     const r = opts.notReadyReason();
@@ -98,6 +149,11 @@ export function buildAdmin(opts: AdminOptions): FastifyInstance {
     });
   }
   admin.get('/admin/state', async (_req, reply) => reply.header('cache-control', 'no-store').send(opts.state()));
+  admin.get<{ Querystring: { since?: string } }>('/admin/history', async (req, reply) => {
+    const since = Number(req.query.since ?? 0);
+    const samples = history.since(Number.isFinite(since) ? since : 0);
+    return reply.header('cache-control', 'no-store').send({ everyMs: HISTORY_EVERY_MS, capacity: HISTORY_CAPACITY, samples });
+  });
   admin.get('/', async (_req, reply) =>
     reply
       .type('text/html; charset=utf-8')

@@ -29,6 +29,7 @@ import type { ErrorCode } from '../proxy/responses.js';
 import type { RouteRuntime } from '../proxy/runtime.js';
 import type { RouteState } from './admin.js';
 import { CounterFamily, HistogramFamily, type CounterCell, type HistogramCell } from './families.js';
+import type { HistogramTotals, RouteTotals } from './history.js';
 
 /** Seconds; from sub-millisecond waits up to the longest sensible maxWaitMs. */
 const QUEUE_WAIT_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
@@ -352,6 +353,40 @@ export class Metrics implements ProxyEvents {
     return {
       admitted: this.requests.peek(route, lane, 'admitted')?.value ?? 0,
       refused: this.requests.peek(route, lane, 'refused')?.value ?? 0,
+    };
+  }
+
+  /**
+   * A route's cumulative counters for the live page's history (read once a
+   * second, never on the request path): per lane admitted, refused, refusals by
+   * reason and the queue-wait histogram; upstream latency (every status class),
+   * errors by kind and 5xx responses. Zeros before the route's first request.
+   */
+  routeTotals(route: string, lanes: readonly string[]): RouteTotals {
+    const hist = (family: HistogramFamily, cells: (HistogramCell | undefined)[]): HistogramTotals => {
+      const counts = new Array<number>(family.buckets.length + 1).fill(0);
+      for (const c of cells) {
+        if (c === undefined) continue;
+        let finite = 0;
+        for (let i = 0; i < family.buckets.length; i++) {
+          counts[i] = (counts[i] as number) + (c.counts[i] as number);
+          finite += c.counts[i] as number;
+        }
+        counts[family.buckets.length] = (counts[family.buckets.length] as number) + (c.count - finite);
+      }
+      return { bounds: family.buckets, counts };
+    };
+    const errors: Record<string, number> = {};
+    for (const kind of ERROR_KINDS) errors[kind] = this.upstreamErrors.peek(route, kind)?.value ?? 0;
+    return {
+      lanes: lanes.map((lane) => {
+        const refusals: Record<string, number> = {};
+        for (const reason of REASONS) refusals[reason] = this.rejections.peek(route, lane, reason, String(REFUSAL_STATUS[reason]))?.value ?? 0;
+        return { ...this.laneTotals(route, lane), name: lane, refusals, queueWait: hist(this.queueWait, [this.queueWait.peek(route, lane)]) };
+      }),
+      upstreamLatency: hist(this.latency, STATUS_CLASSES.map((cls) => this.latency.peek(route, cls))),
+      upstreamErrors: errors,
+      responses5xx: this.latency.peek(route, '5xx')?.count ?? 0,
     };
   }
 
