@@ -1,10 +1,13 @@
 /**
  * End to end: the live page (GET / on the admin listener) in headless
  * Chromium (Debian's `chromium`, driven by playwright-core) while load runs
- * through the proxy.
+ * through the proxy. The dead-route test saves a screenshot to
+ * bench/results/live-page-dead-route.png (gitignored).
  */
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
 import { chromium, type Browser } from 'playwright-core';
 import { LIVE_PAGE } from '../src/observability/live-page.js';
@@ -12,6 +15,7 @@ import { send, startSluice } from './helpers/sluice.js';
 import { startUpstream, type TestUpstream } from './helpers/upstream.js';
 
 const CHROMIUM = '/usr/bin/chromium';
+const SCREENSHOT = join(fileURLToPath(new URL('../../', import.meta.url)), 'bench/results/live-page-dead-route.png');
 // The network is closed: nothing may try to reach out.
 const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 
@@ -109,6 +113,104 @@ routes:
   } finally {
     await page.close();
     up.releaseAll();
+    await s.close();
+  }
+});
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Paced requests to `path`, a few at a time, for `ms` (bounded: at most `count`). */
+async function trickle(url: string, path: string, o: { workers: number; everyMs: number; ms: number; count: number }): Promise<number[]> {
+  const statuses: number[] = [];
+  const end = Date.now() + o.ms;
+  let sent = 0;
+  const worker = async () => {
+    while (sent < o.count && Date.now() < end) {
+      sent++;
+      const t0 = Date.now();
+      statuses.push((await send(`${url}${path}`)).status);
+      await sleep(Math.max(0, t0 + o.everyMs - Date.now()));
+    }
+  };
+  await Promise.all(Array.from({ length: o.workers }, worker));
+  return statuses;
+}
+
+/** In-page: how many pixels of the canvas `chart` of `route` have the colour [r, g, b] (a series, not the axes). */
+const pixelsOf = ({ route, chart, rgb }: { route: string; chart: string; rgb: number[] }) => {
+  const c = document.querySelector(`section[data-route="${route}"] canvas[data-chart="${chart}"]`);
+  const data = c.getContext('2d').getImageData(0, 0, c.width, c.height).data as Uint8ClampedArray;
+  let n = 0;
+  for (let i = 0; i < data.length; i += 4) {
+    if (Math.abs((data[i] as number) - (rgb[0] as number)) < 8 && Math.abs((data[i + 1] as number) - (rgb[1] as number)) < 8 && Math.abs((data[i + 2] as number) - (rgb[2] as number)) < 8) n++;
+  }
+  return n;
+};
+
+test('a dead route shows its breaker open in red; latency is drawn; a fresh tab shows the minutes before it opened', async () => {
+  const gone = await startUpstream();
+  const deadUrl = gone.url;
+  await gone.close();
+  const s = await startSluice(`
+log: { level: fatal }
+defaults:
+  limit: { algorithm: fixed, initial: 4 }
+routes:
+  - name: orders
+    match: { pathPrefix: /orders }
+    upstream: ${up.url}
+  - name: dead
+    match: { pathPrefix: /dead }
+    upstream: ${deadUrl}
+    circuitBreaker: { consecutiveFailures: 2, openMs: 60000 }
+`);
+  const page = await browser.newPage({ viewport: { width: 1400, height: 1100 } });
+  const pageErrors: string[] = [];
+  page.on('pageerror', (e) => pageErrors.push(e.message));
+  try {
+    // Three seconds of traffic before any tab is open: the history must keep it.
+    const before = await Promise.all([
+      trickle(s.url, '/orders/delay/30', { workers: 3, everyMs: 50, ms: 3000, count: 300 }),
+      trickle(s.url, '/dead/x', { workers: 1, everyMs: 100, ms: 3000, count: 40 }),
+    ]);
+    assert.ok(before[0].every((x) => x === 200), 'orders answers');
+    assert.deepEqual([...new Set(before[1])].sort(), [502, 503], 'dead: upstream errors, then refused circuit_open');
+
+    const opened = Date.now();
+    await page.goto(`${s.adminUrl}/?every=200&window=20`);
+    const dead = page.locator('section[data-route="dead"]');
+    await dead.waitFor({ timeout: 10_000 });
+    // The first render already has the past: samples from before the tab opened, with latency drawn.
+    assert.ok(Number(await page.locator('body').getAttribute('data-samples')) >= 3, 'samples from before the tab opened');
+    assert.ok(Number(await page.locator('body').getAttribute('data-span-s')) >= 2);
+    const latency = page.locator('section[data-route="orders"] canvas[data-chart="latency"]');
+    assert.ok(Number(await latency.getAttribute('data-drawn')) >= 4, 'upstream latency p50/p99 points drawn');
+    assert.ok((await page.evaluate(pixelsOf, { route: 'orders', chart: 'latency', rgb: [255, 166, 87] })) > 20, 'the p99 line is on the canvas');
+    assert.ok(Number(await page.locator('section[data-route="orders"] canvas[data-chart="wait"]').getAttribute('data-drawn')) >= 4, 'queue wait drawn');
+    assert.ok(Date.now() - opened < 5000, 'without waiting for new samples');
+
+    const breaker = dead.locator('[data-field="breaker"]');
+    assert.equal(await breaker.getAttribute('data-state'), 'open');
+    assert.match((await breaker.textContent()) ?? '', /^breaker open/);
+    assert.match((await breaker.getAttribute('class')) ?? '', /\bbad\b/);
+    assert.match((await dead.getAttribute('class')) ?? '', /\bdown\b/, 'the dead route card is red');
+    assert.doesNotMatch((await dead.locator('[data-field="state"]').getAttribute('class')) ?? '', /\bok\b/, 'nothing green on a dead route');
+    assert.equal(await page.locator('section[data-route="orders"] [data-field="breaker"]').getAttribute('data-state'), 'closed');
+    // Its refusals are circuit_open, drawn in red; its upstream errors were drawn too.
+    assert.ok((await page.evaluate(pixelsOf, { route: 'dead', chart: 'refused', rgb: [248, 81, 73] })) > 20, 'circuit_open refusals drawn');
+    assert.ok(Number(await dead.locator('canvas[data-chart="errors"]').getAttribute('data-drawn')) > 0);
+
+    // A little more traffic while the page is open, then the picture for the note.
+    await Promise.all([
+      trickle(s.url, '/orders/delay/30', { workers: 3, everyMs: 50, ms: 1500, count: 150 }),
+      trickle(s.url, '/dead/x', { workers: 1, everyMs: 100, ms: 1500, count: 20 }),
+    ]);
+    await page.waitForFunction((n: number) => Number(document.body.getAttribute('data-samples')) > n, 5, { timeout: 10_000 });
+    mkdirSync(join(SCREENSHOT, '..'), { recursive: true });
+    await page.screenshot({ path: SCREENSHOT, fullPage: true });
+    assert.deepEqual(pageErrors, []);
+  } finally {
+    await page.close();
     await s.close();
   }
 });

@@ -152,7 +152,7 @@ export function buildAdmin(opts: AdminOptions): FastifyInstance {
   admin.get<{ Querystring: { since?: string } }>('/admin/history', async (req, reply) => {
     const since = Number(req.query.since ?? 0);
     const samples = history.since(Number.isFinite(since) ? since : 0);
-    return reply.header('cache-control', 'no-store').send({ everyMs: HISTORY_EVERY_MS, capacity: HISTORY_CAPACITY, samples });
+    return reply.header('cache-control', 'no-store').send({ everyMs: HISTORY_EVERY_MS, capacity: HISTORY_CAPACITY, latest: history.latest, samples });
   });
   admin.get('/', async (_req, reply) =>
     reply

@@ -262,6 +262,11 @@ export class History {
     return sample;
   }
 
+  /** The sequence number of the newest sample (0 before the first). */
+  get latest(): number {
+    return this.seq;
+  }
+
   /** Samples with a sequence number above `seq` (all kept ones by default), oldest first. */
   since(seq = 0): Sample[] {
     const out: Sample[] = [];

@@ -1,14 +1,25 @@
 /**
  * The live page served at GET / on the admin listener: one self-contained
- * HTML document (inline CSS and JS, no external requests, no build step)
- * that polls /admin/state and draws, per route, moving charts of limit vs
- * in-flight, queue depth per lane and admitted/refused per second, with the
- * route's state. Rates are derived in the page from the cumulative
- * admitted/refused totals in /admin/state, so any number of open pages cost
- * the proxy nothing but their polls.
+ * HTML document (inline CSS and JS, no external requests, no build step).
+ *
+ * It draws what GET /admin/history holds: one sample a second for the last
+ * 5 minutes, kept by the server (history.ts), so a tab opened now shows the
+ * past too, and any number of open tabs cost the proxy only their polls. It
+ * asks for the whole history once, then only for samples newer than the last
+ * one it has. Per route:
+ *   - badges: circuit breaker (closed / half-open / open: a route whose
+ *     upstream is down is red), shed state (normal / overloaded);
+ *   - figures: limit, in flight, queued, admitted/s, refused/s, upstream
+ *     errors/s, upstream p99, backlog;
+ *   - charts, each with its unit on the y axis and seconds-ago on the x axis:
+ *     limit and in-flight, queue depth per lane, refusals per second by
+ *     reason, queue wait p50/p99 per lane, upstream latency p50/p99,
+ *     upstream errors per second by kind (and 5xx);
+ *   - a table per lane.
+ * The header shows readiness and, when not ready, why.
  *
  * Query parameters: `every` (poll interval in ms, default 1000, min 100) and
- * `window` (seconds of history shown, default 120).
+ * `window` (seconds of history shown, default 300, the most the server keeps).
  *
  * Kept as a TypeScript string so it ships inside dist/ with no copy step; the
  * page's script therefore uses no template literals.
@@ -26,21 +37,24 @@ export const LIVE_PAGE = String.raw`<!doctype html>
   header { display: flex; align-items: baseline; gap: 16px; padding: 12px 20px; border-bottom: 1px solid var(--grid); flex-wrap: wrap; }
   header h1 { font-size: 18px; margin: 0; }
   .dim { color: var(--dim); }
-  .badge { display: inline-block; padding: 1px 8px; border-radius: 10px; font-size: 12px; font-weight: 600; }
+  .badge { display: inline-block; padding: 1px 8px; border-radius: 10px; font-size: 12px; font-weight: 600; margin-right: 6px; }
   .badge.ok { background: rgba(63,185,80,.15); color: var(--ok); }
-  .badge.bad { background: rgba(248,81,73,.15); color: var(--bad); }
+  .badge.bad { background: rgba(248,81,73,.18); color: var(--bad); }
   .badge.warn { background: rgba(210,153,34,.15); color: var(--warn); }
+  .badge.dim { background: rgba(139,148,158,.15); color: var(--dim); }
+  #why { color: var(--warn); }
   #error { display: none; margin: 12px 20px; padding: 8px 12px; border: 1px solid var(--bad); color: var(--bad); border-radius: 6px; }
   main { padding: 12px 20px; display: grid; gap: 16px; }
   .route { background: var(--card); border: 1px solid var(--grid); border-radius: 8px; padding: 12px 16px; }
-  .route h2 { font-size: 16px; margin: 0 8px 0 0; display: inline; }
+  .route.down { border-color: var(--bad); box-shadow: inset 4px 0 0 var(--bad); }
+  .route h2 { font-size: 16px; margin: 0 10px 0 0; display: inline; }
   .stats { display: flex; gap: 20px; flex-wrap: wrap; margin: 8px 0; }
   .stat b { display: block; font-size: 20px; font-variant-numeric: tabular-nums; }
   .stat span { color: var(--dim); font-size: 12px; }
-  .charts { display: grid; grid-template-columns: repeat(auto-fit, minmax(280px, 1fr)); gap: 12px; }
+  .charts { display: grid; grid-template-columns: repeat(auto-fit, minmax(300px, 1fr)); gap: 12px; }
   .chart h3 { font-size: 12px; font-weight: 600; color: var(--dim); margin: 4px 0; }
-  .chart canvas { width: 100%; height: 140px; display: block; }
-  .legend { font-size: 12px; color: var(--dim); display: flex; gap: 10px; flex-wrap: wrap; }
+  .chart canvas { width: 100%; height: 150px; display: block; }
+  .legend { font-size: 12px; color: var(--dim); display: flex; gap: 10px; flex-wrap: wrap; min-height: 18px; }
   .legend i { display: inline-block; width: 10px; height: 3px; vertical-align: middle; margin-right: 4px; }
   table { border-collapse: collapse; width: 100%; margin-top: 8px; font-variant-numeric: tabular-nums; }
   th, td { text-align: right; padding: 3px 8px; border-bottom: 1px solid var(--grid); }
@@ -48,12 +62,13 @@ export const LIVE_PAGE = String.raw`<!doctype html>
   th { color: var(--dim); font-weight: 600; font-size: 12px; }
 </style>
 </head>
-<body>
+<body data-samples="0">
 <header>
   <h1>Sluice live</h1>
   <span id="ready" class="badge warn">connecting</span>
+  <span id="why"></span>
   <span class="dim">updated <span id="updated">never</span></span>
-  <span class="dim">every <span id="every"></span> ms, last <span id="window"></span> s</span>
+  <span class="dim">one sample a second, last <span id="window"></span> s</span>
 </header>
 <div id="error" role="alert"></div>
 <main id="routes"></main>
@@ -62,17 +77,15 @@ export const LIVE_PAGE = String.raw`<!doctype html>
   'use strict';
   var params = new URLSearchParams(location.search);
   var EVERY = Math.max(100, Number(params.get('every')) || 1000);
-  var WINDOW_S = Math.max(10, Number(params.get('window')) || 120);
-  var MAX_POINTS = Math.ceil(WINDOW_S * 1000 / EVERY) + 1;
-  var COLORS = ['#58a6ff', '#d2a8ff', '#3fb950', '#ffa657', '#ff7b72', '#79c0ff', '#e3b341'];
-  var LIMIT_COLOR = '#e6e6e6';
-  document.getElementById('every').textContent = String(EVERY);
+  var WINDOW_S = Math.min(300, Math.max(10, Number(params.get('window')) || 300));
+  var COLORS = ['#58a6ff', '#d2a8ff', '#3fb950', '#ffa657', '#ff7b72', '#79c0ff', '#e3b341', '#f778ba'];
+  var REASONS = ['queue_full', 'queue_timeout', 'shed_batch', 'deadline', 'circuit_open', 'draining', 'client_share', 'client_rate'];
+  var KINDS = ['refused', 'reset', 'timeout', 'connect_timeout', 'unreachable', 'bad_response', 'body_timeout', 'body_reset', 'deadline_exceeded', 'other'];
   document.getElementById('window').textContent = String(WINDOW_S);
 
-  // Per route: its DOM and a bounded history of samples { t, limit, inflight, lanes: {name: {inflight, queued, admittedPerS, refusedPerS}} }.
-  var routes = {};
-  var lastTotals = {};
-  var lastT = 0;
+  var samples = [];   // oldest first, each with byName: {route name: route sample}
+  var lastSeq = 0;
+  var cards = {};     // route name -> DOM and charts
 
   function el(tag, attrs, text) {
     var e = document.createElement(tag);
@@ -88,50 +101,56 @@ export const LIVE_PAGE = String.raw`<!doctype html>
     parent.appendChild(d);
   }
 
-  function chart(parent, title) {
+  function chart(parent, key, title, unit) {
     var d = el('div', { 'class': 'chart' });
     d.appendChild(el('h3', {}, title));
-    var c = el('canvas', {});
+    var c = el('canvas', { 'data-chart': key, 'data-drawn': '0' });
     d.appendChild(c);
     var legend = el('div', { 'class': 'legend' });
     d.appendChild(legend);
     parent.appendChild(d);
-    return { canvas: c, legend: legend };
+    return { canvas: c, legend: legend, unit: unit };
   }
 
-  function makeRoute(name) {
+  function makeCard(name) {
     var sec = el('section', { 'class': 'route', 'data-route': name });
     var head = el('div');
     head.appendChild(el('h2', {}, name));
-    var state = el('span', { 'class': 'badge ok', 'data-field': 'state' }, 'normal');
-    head.appendChild(state);
+    head.appendChild(el('span', { 'class': 'badge ok', 'data-field': 'breaker' }, 'breaker closed'));
+    head.appendChild(el('span', { 'class': 'badge ok', 'data-field': 'state', title: 'shed state: overloaded refuses batch at the door' }, 'normal'));
     head.appendChild(el('span', { 'class': 'dim', 'data-field': 'upstream' }));
     sec.appendChild(head);
     var stats = el('div', { 'class': 'stats' });
     stat(stats, 'limit', 'limit');
     stat(stats, 'inflight', 'in flight');
     stat(stats, 'queued', 'queued');
-    stat(stats, 'completions', 'completions/s');
+    stat(stats, 'admitted', 'admitted/s');
     stat(stats, 'refused', 'refused/s');
+    stat(stats, 'errors', 'upstream errors/s');
+    stat(stats, 'p99', 'upstream p99 ms');
     stat(stats, 'backlog', 'backlog s');
     sec.appendChild(stats);
     var charts = el('div', { 'class': 'charts' });
-    var r = {
-      name: name, section: sec, state: state, history: [],
-      inflightChart: chart(charts, 'limit and in-flight'),
-      queueChart: chart(charts, 'queue depth per lane'),
-      refusedChart: chart(charts, 'refused per second per lane'),
+    var card = {
+      section: sec,
+      limit: chart(charts, 'limit', 'limit and in-flight', 'requests'),
+      queue: chart(charts, 'queue', 'queue depth per lane', 'requests'),
+      refused: chart(charts, 'refused', 'refused per second by reason', 'req/s'),
+      wait: chart(charts, 'wait', 'queue wait p50 / p99 per lane', 'ms'),
+      latency: chart(charts, 'latency', 'upstream latency p50 / p99', 'ms'),
+      errors: chart(charts, 'errors', 'upstream errors per second', 'req/s'),
       table: el('table')
     };
     sec.appendChild(charts);
-    r.table.innerHTML = '<thead><tr><th>lane</th><th>in flight</th><th>max slots</th><th>queued</th><th>oldest queued ms</th><th>admitted/s</th><th>refused/s</th></tr></thead><tbody></tbody>';
-    sec.appendChild(r.table);
+    card.table.innerHTML = '<thead><tr><th>lane</th><th>in flight</th><th>max slots</th><th>queued</th><th>oldest queued ms</th>' +
+      '<th>admitted/s</th><th>refused/s</th><th>wait p50 ms</th><th>wait p99 ms</th></tr></thead><tbody></tbody>';
+    sec.appendChild(card.table);
     document.getElementById('routes').appendChild(sec);
-    return r;
+    return card;
   }
 
-  function setField(r, field, text) {
-    var e = r.section.querySelector('[data-field="' + field + '"]');
+  function setField(card, field, text) {
+    var e = card.section.querySelector('[data-field="' + field + '"]');
     if (e) e.textContent = text;
   }
 
@@ -141,7 +160,24 @@ export const LIVE_PAGE = String.raw`<!doctype html>
     return String(Math.round(n * 10) / 10);
   }
 
-  function draw(target, history, series) {
+  function sum(obj) {
+    var t = 0;
+    for (var k in obj) t += obj[k];
+    return t;
+  }
+
+  function niceCeil(v) {
+    var p = Math.pow(10, Math.floor(Math.log10(v)));
+    var m = v / p;
+    return (m <= 1 ? 1 : m <= 2 ? 2 : m <= 5 ? 5 : 10) * p;
+  }
+
+  function tickText(v) {
+    return String(Math.round(v * 100) / 100);
+  }
+
+  // Draws series (value(sample) -> number or null: a gap) over the window ending at the newest sample.
+  function draw(target, series) {
     var c = target.canvas;
     var dpr = window.devicePixelRatio || 1;
     var w = c.clientWidth, h = c.clientHeight;
@@ -152,43 +188,67 @@ export const LIVE_PAGE = String.raw`<!doctype html>
     var g = c.getContext('2d');
     g.setTransform(dpr, 0, 0, dpr, 0, 0);
     g.clearRect(0, 0, w, h);
-    var max = 1;
-    for (var i = 0; i < history.length; i++) {
+    var max = 0;
+    for (var i = 0; i < samples.length; i++) {
       for (var s = 0; s < series.length; s++) {
-        var v = series[s].value(history[i]);
-        if (v > max) max = v;
+        var v = series[s].value(samples[i]);
+        if (v !== null && v > max && isFinite(v)) max = v;
       }
     }
-    max = niceCeil(max);
-    var left = 34, top = 6, bottom = h - 14, right = w - 4;
-    g.strokeStyle = '#2a323c';
-    g.fillStyle = '#8b949e';
+    max = max > 0 ? niceCeil(max) : 1;
+    // Round ticks: 1, 2 and 10 (x 10^n) in quarters, 5 in fifths.
+    var divisions = Math.round(max / Math.pow(10, Math.floor(Math.log10(max)))) === 5 ? 5 : 4;
+    var left = 46, top = 20, bottom = h - 16, right = w - 8;
     g.font = '10px system-ui, sans-serif';
     g.lineWidth = 1;
-    for (var k = 0; k <= 4; k++) {
-      var y = bottom - (bottom - top) * k / 4;
+    // y axis: four grid lines with values, the unit above them.
+    for (var k = 0; k <= divisions; k++) {
+      var y = bottom - (bottom - top) * k / divisions;
+      g.strokeStyle = '#2a323c';
       g.beginPath(); g.moveTo(left, y); g.lineTo(right, y); g.stroke();
-      var tick = max * k / 4;
-      g.fillText(String(tick < 10 ? Math.round(tick * 100) / 100 : Math.round(tick)), 2, y + 3);
+      g.fillStyle = '#8b949e';
+      var label = tickText(max * k / divisions);
+      g.fillText(label, left - 6 - g.measureText(label).width, y + 3);
     }
-    g.fillText('-' + WINDOW_S + 's', left, h - 2);
-    g.fillText('now', right - 18, h - 2);
-    var span = (MAX_POINTS - 1) * EVERY;
-    var tNow = history.length ? history[history.length - 1].t : 0;
+    g.fillText(target.unit, 2, 10);
+    // x axis: seconds before the newest sample.
+    var tNow = samples.length ? samples[samples.length - 1].t : 0;
+    var spanMs = WINDOW_S * 1000;
+    var step = [5, 10, 15, 30, 60, 120].filter(function (x) { return WINDOW_S / x <= 6; })[0] || 60;
+    for (var a = 0; a <= WINDOW_S; a += step) {
+      var x = right - (right - left) * a / WINDOW_S;
+      var text = a === 0 ? 'now' : '-' + a + ' s';
+      var tw = g.measureText(text).width;
+      g.fillStyle = '#8b949e';
+      g.fillText(text, Math.min(right - tw, Math.max(left, x - tw / 2)), h - 3);
+      g.strokeStyle = '#2a323c';
+      g.beginPath(); g.moveTo(x, bottom); g.lineTo(x, bottom + 3); g.stroke();
+    }
+    var drawn = 0;
     for (var s2 = 0; s2 < series.length; s2++) {
       g.strokeStyle = series[s2].color;
       g.lineWidth = series[s2].width || 1.5;
+      if (series[s2].dash) g.setLineDash([4, 3]); else g.setLineDash([]);
       g.beginPath();
-      for (var j = 0; j < history.length; j++) {
-        var x = right - (right - left) * (tNow - history[j].t) / span;
-        var yy = bottom - (bottom - top) * series[s2].value(history[j]) / max;
-        if (j === 0) g.moveTo(x, yy); else g.lineTo(x, yy);
+      var pen = false;
+      for (var j = 0; j < samples.length; j++) {
+        var age = tNow - samples[j].t;
+        var val = series[s2].value(samples[j]);
+        if (age > spanMs || val === null || val === undefined || !isFinite(val)) { pen = false; continue; }
+        var xx = right - (right - left) * age / spanMs;
+        var yy = bottom - (bottom - top) * Math.min(val, max) / max;
+        if (!pen) { g.moveTo(xx, yy); pen = true; } else g.lineTo(xx, yy);
+        // A lone point still shows.
+        if (j === samples.length - 1 || series[s2].value(samples[j + 1]) === null) g.rect(xx - 1, yy - 1, 2, 2);
+        drawn++;
       }
       g.stroke();
     }
-    var legend = series.map(function (s) { return s.label + '|' + s.color; }).join(',');
-    if (target.legend.getAttribute('data-key') !== legend) {
-      target.legend.setAttribute('data-key', legend);
+    g.setLineDash([]);
+    c.setAttribute('data-drawn', String(drawn));
+    var key = series.map(function (s) { return s.label + '|' + s.color; }).join(',');
+    if (target.legend.getAttribute('data-key') !== key) {
+      target.legend.setAttribute('data-key', key);
       target.legend.innerHTML = '';
       series.forEach(function (s) {
         var item = el('span');
@@ -201,68 +261,134 @@ export const LIVE_PAGE = String.raw`<!doctype html>
     }
   }
 
-  function niceCeil(v) {
-    var p = Math.pow(10, Math.floor(Math.log10(v)));
-    var m = v / p;
-    return (m <= 1 ? 1 : m <= 2 ? 2 : m <= 5 ? 5 : 10) * p;
+  // Accessors into a sample for one route (null when the route was not there).
+  function routeOf(name) { return function (sample) { return sample.byName[name] || null; }; }
+  function laneOf(r, lane) {
+    if (!r) return null;
+    for (var i = 0; i < r.lanes.length; i++) if (r.lanes[i].name === lane) return r.lanes[i];
+    return null;
   }
 
-  function laneSeries(laneNames, key) {
-    return laneNames.map(function (n, i) {
-      return { label: n, color: COLORS[i % COLORS.length], value: function (p) { var l = p.lanes[n]; return l ? l[key] : 0; } };
-    });
-  }
-
-  function update(state, t) {
-    var dt = lastT ? (t - lastT) / 1000 : 0;
-    var ready = document.getElementById('ready');
-    ready.textContent = state.draining ? 'draining' : state.ready ? 'ready' : 'not ready';
-    ready.className = 'badge ' + (state.draining ? 'bad' : state.ready ? 'ok' : 'warn');
+  // The keys of a per-reason / per-kind map that appear anywhere in the window, in a fixed order.
+  function keysSeen(route, field, order) {
     var seen = {};
-    state.routes.forEach(function (rs) {
-      seen[rs.name] = true;
-      var r = routes[rs.name] || (routes[rs.name] = makeRoute(rs.name));
-      var point = { t: t, limit: rs.limit, inflight: rs.inflight, lanes: {} };
-      var refusedPerS = 0;
-      var rows = '';
-      rs.lanes.forEach(function (l) {
-        var key = rs.name + '\u0000' + l.name;
-        var prev = lastTotals[key];
-        var a = 0, f = 0;
-        if (prev && dt > 0) {
-          a = Math.max(0, l.admitted - prev.admitted) / dt;
-          f = Math.max(0, l.refused - prev.refused) / dt;
-        }
-        lastTotals[key] = { admitted: l.admitted, refused: l.refused };
-        refusedPerS += f;
-        point.lanes[l.name] = { inflight: l.inflight, queued: l.queued, admittedPerS: a, refusedPerS: f };
-        rows += '<tr data-lane="' + escapeHtml(l.name) + '"><td>' + escapeHtml(l.name) + '</td><td>' + l.inflight + '</td><td>' + l.maxSlots +
-          '</td><td>' + l.queued + '</td><td>' + Math.round(l.oldestQueuedMs) + '</td><td>' + fmt(a) + '</td><td>' + fmt(f) + '</td></tr>';
+    samples.forEach(function (s) {
+      var r = route(s);
+      if (r) for (var k in r[field]) seen[k] = true;
+    });
+    return order.filter(function (k) { return seen[k]; }).concat(Object.keys(seen).filter(function (k) { return order.indexOf(k) < 0; }));
+  }
+
+  function drawRoute(card, name, lanes) {
+    var route = routeOf(name);
+    var laneSeries = function (pick, suffix, dash) {
+      return lanes.map(function (lane, i) {
+        return { label: lane + suffix, color: COLORS[i % COLORS.length], dash: dash, value: function (s) { var l = laneOf(route(s), lane); return l ? pick(l) : null; } };
       });
-      r.history.push(point);
-      while (r.history.length > MAX_POINTS) r.history.shift();
-      r.table.tBodies[0].innerHTML = rows;
-      r.state.textContent = rs.state;
-      r.state.className = 'badge ' + (rs.state === 'overloaded' ? 'bad' : 'ok');
-      setField(r, 'upstream', ' ' + rs.algorithm + ' \u2192 ' + rs.upstream);
-      setField(r, 'limit', fmt(rs.limit));
-      setField(r, 'inflight', String(rs.inflight));
-      setField(r, 'queued', String(rs.queued));
-      setField(r, 'completions', fmt(rs.completionsPerSecond));
-      setField(r, 'refused', fmt(refusedPerS));
-      setField(r, 'backlog', fmt(rs.backlogSeconds));
-      var names = rs.lanes.map(function (l) { return l.name; });
-      draw(r.inflightChart, r.history, [{ label: 'limit', color: LIMIT_COLOR, width: 2, value: function (p) { return p.limit; } }]
-        .concat([{ label: 'in flight', color: '#3fb950', width: 2, value: function (p) { return p.inflight; } }])
-        .concat(laneSeries(names, 'inflight').map(function (s) { s.label = s.label + ' in flight'; s.width = 1; return s; })));
-      draw(r.queueChart, r.history, laneSeries(names, 'queued'));
-      draw(r.refusedChart, r.history, laneSeries(names, 'refusedPerS'));
+    };
+    draw(card.limit, [
+      { label: 'limit', color: '#e6e6e6', width: 2, value: function (s) { var r = route(s); return r ? r.limit : null; } },
+      { label: 'in flight', color: '#3fb950', width: 2, value: function (s) { var r = route(s); return r ? r.inflight : null; } }
+    ].concat(laneSeries(function (l) { return l.inflight; }, ' in flight').map(function (x) { x.width = 1; return x; })));
+    draw(card.queue, laneSeries(function (l) { return l.queued; }, ''));
+    var reasons = keysSeen(route, 'refusedPerSecond', REASONS);
+    draw(card.refused, reasons.map(function (k) {
+      return { label: k, color: k === 'circuit_open' ? '#f85149' : COLORS[REASONS.indexOf(k) % COLORS.length], value: function (s) { var r = route(s); return r ? (r.refusedPerSecond[k] || 0) : null; } };
+    }));
+    draw(card.wait, laneSeries(function (l) { return l.queueWaitMs ? l.queueWaitMs.p50 : null; }, ' p50', true)
+      .concat(laneSeries(function (l) { return l.queueWaitMs ? l.queueWaitMs.p99 : null; }, ' p99')));
+    draw(card.latency, [
+      { label: 'p50', color: '#58a6ff', value: function (s) { var r = route(s); return r && r.upstreamLatencyMs ? r.upstreamLatencyMs.p50 : null; } },
+      { label: 'p99', color: '#ffa657', width: 2, value: function (s) { var r = route(s); return r && r.upstreamLatencyMs ? r.upstreamLatencyMs.p99 : null; } }
+    ]);
+    var kinds = keysSeen(route, 'upstreamErrorsPerSecond', KINDS);
+    draw(card.errors, kinds.map(function (k, i) {
+      return { label: k, color: COLORS[(i + 4) % COLORS.length], value: function (s) { var r = route(s); return r ? (r.upstreamErrorsPerSecond[k] || 0) : null; } };
+    }).concat([{ label: '5xx responses', color: '#ff7b72', dash: true, value: function (s) { var r = route(s); return r ? r.upstream5xxPerSecond : null; } }]));
+  }
+
+  var BREAKER = { closed: ['breaker closed', 'ok'], half_open: ['breaker half-open (probing)', 'warn'], open: ['breaker open', 'bad'] };
+
+  function showRoute(card, r) {
+    var b = card.section.querySelector('[data-field="breaker"]');
+    if (r.breaker === null) { b.style.display = 'none'; b.removeAttribute('data-state'); }
+    else {
+      var look = BREAKER[r.breaker.state];
+      b.style.display = '';
+      b.textContent = look[0] + (r.breaker.state === 'open' ? ', probing in ' + Math.ceil(r.breaker.openRemainingMs / 1000) + ' s' : '');
+      b.className = 'badge ' + look[1];
+      b.setAttribute('data-state', r.breaker.state);
+    }
+    card.section.className = 'route' + (r.breaker && r.breaker.state === 'open' ? ' down' : '');
+    // The shed state; on a route whose breaker is not closed, "normal" is no good news: grey, not green.
+    var st = card.section.querySelector('[data-field="state"]');
+    st.textContent = r.state;
+    st.className = 'badge ' + (r.state === 'overloaded' ? 'bad' : r.breaker && r.breaker.state !== 'closed' ? 'dim' : 'ok');
+    setField(card, 'upstream', r.algorithm + ' \u2192 ' + r.upstream);
+    setField(card, 'limit', fmt(r.limit));
+    setField(card, 'inflight', String(r.inflight));
+    setField(card, 'queued', String(r.queued));
+    setField(card, 'admitted', fmt(r.admittedPerSecond));
+    setField(card, 'refused', fmt(sum(r.refusedPerSecond)));
+    setField(card, 'errors', fmt(sum(r.upstreamErrorsPerSecond) + r.upstream5xxPerSecond));
+    setField(card, 'p99', r.upstreamLatencyMs ? fmt(r.upstreamLatencyMs.p99) : '-');
+    setField(card, 'backlog', fmt(r.backlogSeconds));
+    var rows = '';
+    r.lanes.forEach(function (l) {
+      var w = l.queueWaitMs;
+      rows += '<tr data-lane="' + escapeHtml(l.name) + '"><td>' + escapeHtml(l.name) + '</td><td>' + l.inflight + '</td><td>' + l.maxSlots +
+        '</td><td>' + l.queued + '</td><td>' + l.oldestQueuedMs + '</td><td>' + fmt(l.admittedPerSecond) + '</td><td>' + fmt(l.refusedPerSecond) +
+        '</td><td>' + (w ? fmt(w.p50) : '-') + '</td><td>' + (w ? fmt(w.p99) : '-') + '</td></tr>';
     });
-    Object.keys(routes).forEach(function (name) {
-      if (!seen[name]) { routes[name].section.remove(); delete routes[name]; }
+    card.table.tBodies[0].innerHTML = rows;
+  }
+
+  function whyText(s) {
+    if (s.draining) return 'draining: shutting down';
+    var n = s.notReady;
+    if (n === null) return '';
+    if (typeof n === 'string') return n;
+    var parts = [n.reason];
+    (n.routes || []).forEach(function (r) {
+      parts.push(r.route + ' (' + r.queued + ' queued, backlog ' + (r.backlogSeconds === null ? '\u221e' : r.backlogSeconds + ' s') + ')');
     });
-    lastT = t;
-    document.getElementById('updated').textContent = new Date().toLocaleTimeString();
+    return parts.join(': ');
+  }
+
+  function render() {
+    if (samples.length === 0) return;
+    var latest = samples[samples.length - 1];
+    var ready = document.getElementById('ready');
+    ready.textContent = latest.draining ? 'draining' : latest.ready ? 'ready' : 'not ready';
+    ready.className = 'badge ' + (latest.draining ? 'bad' : latest.ready ? 'ok' : 'warn');
+    document.getElementById('why').textContent = whyText(latest);
+    var seen = {};
+    latest.routes.forEach(function (r) {
+      seen[r.name] = true;
+      var card = cards[r.name] || (cards[r.name] = makeCard(r.name));
+      showRoute(card, r);
+      drawRoute(card, r.name, r.lanes.map(function (l) { return l.name; }));
+    });
+    Object.keys(cards).forEach(function (name) {
+      if (!seen[name]) { cards[name].section.remove(); delete cards[name]; }
+    });
+    document.body.setAttribute('data-samples', String(samples.length));
+    document.body.setAttribute('data-span-s', String(Math.round((latest.t - samples[0].t) / 1000)));
+    document.getElementById('updated').textContent = new Date(latest.t).toLocaleTimeString();
+  }
+
+  function add(batch) {
+    // The server restarted (its sequence went back): start over with what it has.
+    if (batch.latest < lastSeq) { samples = []; lastSeq = 0; }
+    batch.samples.forEach(function (s) {
+      if (s.seq <= lastSeq) return;
+      s.byName = {};
+      s.routes.forEach(function (r) { s.byName[r.name] = r; });
+      samples.push(s);
+      lastSeq = s.seq;
+    });
+    var keep = Math.max(1, Math.min(batch.capacity, Math.ceil(WINDOW_S * 1000 / batch.everyMs) + 1));
+    if (samples.length > keep) samples = samples.slice(samples.length - keep);
   }
 
   function escapeHtml(s) {
@@ -272,17 +398,18 @@ export const LIVE_PAGE = String.raw`<!doctype html>
   var errorBox = document.getElementById('error');
   function poll() {
     var started = performance.now();
-    fetch('admin/state', { cache: 'no-store' })
+    fetch('admin/history?since=' + lastSeq, { cache: 'no-store' })
       .then(function (res) {
         if (!res.ok) throw new Error('HTTP ' + res.status);
         return res.json();
       })
-      .then(function (state) {
+      .then(function (batch) {
         errorBox.style.display = 'none';
-        update(state, performance.now());
+        add(batch);
+        render();
       })
       .catch(function (err) {
-        errorBox.textContent = 'Cannot read admin/state: ' + err.message + ' (retrying)';
+        errorBox.textContent = 'Cannot read admin/history: ' + err.message + ' (retrying)';
         errorBox.style.display = 'block';
         var ready = document.getElementById('ready');
         ready.textContent = 'unreachable';
