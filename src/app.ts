@@ -15,21 +15,22 @@
  *   then whatever is left is refused (503 draining) or cut, connections are
  *   closed, and the admin listener goes last.
  */
-import { randomUUID } from 'node:crypto';
-import type { AddressInfo, Socket } from 'node:net';
-import type { Duplex } from 'node:stream';
+import type { AddressInfo } from 'node:net';
 import fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { ConfigError, formatProblems, loadConfig } from './config/load.js';
-import type { Config, ConfigProblem, ServerConfig } from './config/types.js';
+import type { Config, ConfigProblem } from './config/types.js';
 import { systemClock, type Clock, type Random } from './core/clock.js';
 import { buildAdmin, type AdminState, type RouteState } from './observability/admin.js';
 import { createLogger } from './observability/logger.js';
-import { Metrics, teeEvents } from './observability/metrics.js';
+import { Metrics } from './observability/metrics.js';
 import { backlogSeconds, backlogVerdict } from './observability/readiness.js';
 import { SampledLog } from './observability/sampled-log.js';
-import { proxyPlugin, type Lifecycle, type ProxyEvents } from './proxy/proxy.js';
-import { rawErrorResponse, writeError, type ErrorCode } from './proxy/responses.js';
+import { teeEvents, type ProxyEvents } from './proxy/events.js';
+import { forwardPlugin } from './proxy/forward.js';
+import { admittedRequestId, frontServer } from './proxy/front.js';
+import type { Lifecycle } from './proxy/lifecycle.js';
+import { Answers } from './proxy/responses.js';
 import {
   createRuntime,
   nextRuntime,
@@ -96,33 +97,9 @@ export interface Sluice {
   close(): Promise<void>;
 }
 
-const REQUEST_ID = /^[A-Za-z0-9._:\-]{1,128}$/;
-
-/** Accept a caller's x-request-id when it is sane (it ends up in logs); otherwise make one. */
-function requestId(req: { headers: Record<string, string | string[] | undefined> }): string {
-  const id = req.headers['x-request-id'];
-  return typeof id === 'string' && REQUEST_ID.test(id) ? id : randomUUID();
-}
-
 /** One decimal is all an operator needs; keeps /admin/state readable. */
 function round1<T extends number | null>(x: T): T {
   return (x === null ? null : Math.round(x * 10) / 10) as T;
-}
-
-/**
- * Node checks request timeouts on an interval (30 s by default), so a
- * slow-loris connection could outlive headersTimeout by that much; check at
- * a quarter of the shortest timeout, at most once a second.
- */
-function timeoutCheckInterval(s: ServerConfig): number {
-  return Math.max(10, Math.min(1000, Math.floor(Math.min(s.headersTimeoutMs, s.requestTimeoutMs) / 4)));
-}
-
-/** Node's parser and timeout errors -> our codes (400 for anything malformed). */
-function clientErrorCode(err: { code?: string }): ErrorCode {
-  if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') return 'request_timeout';
-  if (err.code === 'HPE_HEADER_OVERFLOW') return 'headers_too_large';
-  return 'bad_request';
 }
 
 function urlOf(app: FastifyInstance): string {
@@ -186,57 +163,36 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Slui
   metrics.bindRoutes(runtime.routes);
   events = deps.events ? teeEvents(metrics, deps.events) : metrics;
 
-  const srv = config.server;
+  const answers = new Answers(config.server.keepAliveTimeoutMs);
+  const log = logger as Logger;
   const proxy = fastify({
     loggerInstance: logger as FastifyBaseLogger,
     // Per-request info lines would cost more than admission itself; refusals and errors are logged explicitly.
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'requestId' }),
-    genReqId: requestId,
-    // Requests arriving on open connections while the listener closes reach the
-    // proxy's hook, which answers them 503 draining in the refusal format.
+    genReqId: admittedRequestId,
+    // Requests admitted before the listener closed may still reach fastify while it closes.
     return503OnClosing: false,
-    // Slow and oversized requests are answered by Node's server (408, 431, 400) before any hook runs.
-    keepAliveTimeout: srv.keepAliveTimeoutMs,
-    requestTimeout: srv.requestTimeoutMs,
-    http: {
-      headersTimeout: srv.headersTimeoutMs,
-      requestTimeout: srv.requestTimeoutMs,
-      maxHeaderSize: srv.maxHeaderBytes,
-      connectionsCheckingInterval: timeoutCheckInterval(srv),
-    },
-    // Requests Node cannot parse or that break the limits above: a JSON answer
-    // in our format, then the connection closes (its framing is lost).
-    clientErrorHandler(err: Error & { code?: string }, socket: Socket) {
-      if (err.code === 'ECONNRESET' || socket.destroyed) return;
-      const code = clientErrorCode(err);
-      events.onClientError?.(code);
-      logger.debug({ code, err: err.message }, 'client error');
-      // As Node itself does: never write into a response of this connection that has already started.
-      const current = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
-      if (socket.writable && current?.headersSent !== true) socket.write(rawErrorResponse(code));
-      socket.destroy();
-    },
-    // The router's own rejections (a path that is not valid percent-encoding).
-    frameworkErrors(error, request, reply) {
-      const code: ErrorCode = error.code === 'FST_ERR_BAD_URL' ? 'bad_path' : 'bad_request';
-      events.onClientError?.(code);
-      reply.hijack();
-      writeError(reply.raw, code, request.id);
-    },
+    // The front (proxy/front.ts) is the listener: it answers parser errors, CONNECT and
+    // refusals itself and passes only admitted requests on.
+    serverFactory: frontServer({
+      server: config.server,
+      events,
+      log,
+      admit: {
+        runtime: () => runtime,
+        lifecycle,
+        clock,
+        random,
+        events,
+        log,
+        refusalLog,
+        shadowLog: new SampledLog(clock, 20),
+        answers,
+      },
+    }) as never,
+    clientErrorHandler: () => undefined,
   });
-  // CONNECT (tunnelling) is never proxied; without a listener Node would drop the socket without a word.
-  proxy.server.on('connect', (_req: unknown, socket: Duplex) => {
-    events.onClientError?.('method_not_allowed');
-    socket.end(rawErrorResponse('method_not_allowed'), () => socket.destroy());
-  });
-  await proxy.register(proxyPlugin, {
-    runtime: () => runtime,
-    lifecycle,
-    clock,
-    random,
-    events,
-    refusalLog,
-  });
+  await proxy.register(forwardPlugin, { runtime: () => runtime, lifecycle, clock, random, events, log, answers });
 
   const draining = () => lifecycle.phase !== 'serving';
 

@@ -24,8 +24,8 @@ import { Gauge, Registry, collectDefaultMetrics, type Metric } from 'prom-client
 import type { RouteConfig } from '../config/types.js';
 import type { Outcome } from '../core/limiter/limiter.js';
 import { REFUSAL_STATUS, type Refusal, type RefusalReason } from '../core/limiter/refusal.js';
-import type { ProxyEvents } from '../proxy/proxy.js';
-import type { ErrorCode } from '../proxy/responses.js';
+import { CLIENT_ERROR_CODES, ERROR_CODES, ERRORS, type ErrorCode } from '../proxy/errors.js';
+import type { ProxyEvents } from '../proxy/events.js';
 import type { RouteRuntime } from '../proxy/runtime.js';
 import type { RouteState } from './admin.js';
 import { CounterFamily, HistogramFamily, type CounterCell, type HistogramCell } from './families.js';
@@ -41,38 +41,8 @@ const RETRY_AFTER_BUCKETS = [1, 2, 3, 5, 10, 15, 20, 30, 60, 120, 300];
 const REASONS = Object.keys(REFUSAL_STATUS) as RefusalReason[];
 const SETTLE_RESULTS: readonly Outcome[] = ['success', 'dropped', 'ignore'];
 
-/** sluice_upstream_errors_total{kind}: the proxy's error codes, without the redundant prefix. */
-const ERROR_KIND: Readonly<Record<ErrorCode, string>> = {
-  upstream_refused: 'refused',
-  upstream_reset: 'reset',
-  upstream_timeout: 'timeout',
-  upstream_connect_timeout: 'connect_timeout',
-  upstream_unreachable: 'unreachable',
-  bad_upstream_response: 'bad_response',
-  upstream_body_timeout: 'body_timeout',
-  upstream_body_reset: 'body_reset',
-  deadline_exceeded: 'deadline_exceeded',
-  no_route: 'other',
-  bad_path: 'other',
-  bad_deadline: 'other',
-  bad_request: 'other',
-  method_not_allowed: 'other',
-  request_timeout: 'other',
-  headers_too_large: 'other',
-  internal_error: 'other',
-};
-const ERROR_KINDS = [...new Set(Object.values(ERROR_KIND))];
-
-/** sluice_client_errors_total{code}: the 4xx answers Sluice gives before admission. */
-const CLIENT_ERROR_CODES: readonly ErrorCode[] = [
-  'bad_request',
-  'request_timeout',
-  'headers_too_large',
-  'bad_path',
-  'bad_deadline',
-  'no_route',
-  'method_not_allowed',
-];
+/** sluice_upstream_errors_total{kind}: each upstream code's kind (proxy/errors.ts). */
+const ERROR_KINDS = [...new Set(ERROR_CODES.filter((c) => ERRORS[c].fault === 'upstream').map((c) => ERRORS[c].kind)), 'other'];
 
 const BREAKER_STATES = ['closed', 'open', 'half_open'] as const;
 
@@ -438,7 +408,7 @@ export class Metrics implements ProxyEvents {
   }
 
   onUpstreamError(route: RouteRuntime, code: ErrorCode): void {
-    (this.route(route).errors[ERROR_KIND[code]] as CounterCell).value++;
+    (this.route(route).errors[ERRORS[code].kind] as CounterCell).value++;
   }
 
   onClientError(code: ErrorCode): void {
@@ -489,33 +459,4 @@ export class Metrics implements ProxyEvents {
       this.routeConfigs.set(r.cfg.name, r.cfg);
     }
   }
-}
-
-/** Every ProxyEvents method; a Record so that a new event is a compile error here until it is listed. */
-const EVENT_NAMES: Readonly<Record<keyof ProxyEvents, true>> = {
-  onAdmitted: true,
-  onRefused: true,
-  onShadowRefused: true,
-  onAbandoned: true,
-  onSettled: true,
-  onUpstreamResponse: true,
-  onUpstreamError: true,
-  onBreakerState: true,
-  onClientError: true,
-};
-
-/** Both receivers get every event, `a` first. Built once; each call costs one extra call per receiver. */
-export function teeEvents(a: ProxyEvents, b: ProxyEvents): ProxyEvents {
-  const out: ProxyEvents = {};
-  for (const key of Object.keys(EVENT_NAMES) as (keyof ProxyEvents)[]) {
-    const fa = a[key]?.bind(a) as ((...args: unknown[]) => void) | undefined;
-    const fb = b[key]?.bind(b) as ((...args: unknown[]) => void) | undefined;
-    if (fa && fb) {
-      (out as Record<string, unknown>)[key] = (...args: unknown[]) => {
-        fa(...args);
-        fb(...args);
-      };
-    } else if (fa || fb) (out as Record<string, unknown>)[key] = fa ?? fb;
-  }
-  return out;
 }

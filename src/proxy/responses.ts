@@ -1,144 +1,135 @@
 /**
- * Every answer Sluice itself gives on the proxy port, built once: refusals
- * (503/429 + Retry-After), upstream failures (502/504) and request errors
- * (400/404/405, and 400/408/431 for requests Node's parser rejects). Bodies
- * are small JSON documents with stable codes and never carry stack traces,
- * parser internals or upstream addresses.
+ * The bytes of every answer Sluice writes itself on the proxy port, built
+ * once: refusals (503/429 + Retry-After), upstream failures (502/504) and
+ * request errors (400/404/405/408/431). Codes and statuses: ./errors.ts.
+ *
+ * Prebuilt heads. A refusal must cost a fraction of a forward, so it never
+ * goes through ServerResponse's header machinery (a header object walked,
+ * each name and value validated, the head string assembled per request).
+ * Each (status, reason, Retry-After) has its head built once, up to the
+ * x-request-id value; per request only the id, the cached Date line and the
+ * connection line are appended. The head is handed to Node as the
+ * response's `_header` (what writeHead would have produced), so Node still
+ * owns the connection: the body goes out in the same socket write, HEAD
+ * answers drop the body, keep-alive and the next pipelined request work as
+ * usual, and `_last` closes the connection after the answer when it must
+ * (the client asked for close, or the instance is draining). That field is
+ * Node's (stable since 0.x, used by Node's own http code in every version
+ * we support); the integration tests exercise every path through it.
+ *
+ * Bodies are kept as strings: pure ASCII, so their length is their byte
+ * length, and a string body lets Node send head and body in one write.
  */
+import { randomUUID } from 'node:crypto';
 import { STATUS_CODES, type ServerResponse } from 'node:http';
 import type { Refusal } from '../core/limiter/refusal.js';
+import { ERRORS, statusName, type ErrorCode } from './errors.js';
 
-/**
- * The two `upstream_body_*` codes are failures of the upstream's body after
- * its headers arrived. If not a byte has gone to the client yet, the client
- * gets them as a 502/504 answer; otherwise the status line is already out and
- * the client's stream is cut instead (the connection closes before the end of
- * the body, so the truncation is visible). Events, metrics and logs see the
- * code either way.
- */
-export type ErrorCode =
-  | 'no_route'
-  | 'bad_path'
-  | 'bad_deadline'
-  | 'bad_request'
-  | 'method_not_allowed'
-  | 'request_timeout'
-  | 'headers_too_large'
-  | 'upstream_refused'
-  | 'upstream_reset'
-  | 'upstream_unreachable'
-  | 'upstream_timeout'
-  | 'upstream_connect_timeout'
-  | 'deadline_exceeded'
-  | 'bad_upstream_response'
-  | 'upstream_body_timeout'
-  | 'upstream_body_reset'
-  | 'internal_error';
-
-export const ERROR_STATUS: Readonly<Record<ErrorCode, number>> = {
-  no_route: 404,
-  bad_path: 400,
-  bad_deadline: 400,
-  bad_request: 400,
-  method_not_allowed: 405,
-  request_timeout: 408,
-  headers_too_large: 431,
-  upstream_refused: 502,
-  upstream_reset: 502,
-  upstream_unreachable: 502,
-  upstream_timeout: 504,
-  upstream_connect_timeout: 504,
-  deadline_exceeded: 504,
-  bad_upstream_response: 502,
-  upstream_body_timeout: 504,
-  upstream_body_reset: 502,
-  internal_error: 500,
-};
-
-const ERROR_NAME: Readonly<Record<number, string>> = {
-  400: 'bad_request',
-  404: 'not_found',
-  405: 'method_not_allowed',
-  408: 'request_timeout',
-  431: 'request_header_fields_too_large',
-  500: 'internal_error',
-  502: 'bad_gateway',
-  504: 'gateway_timeout',
-};
-
-// Bodies are kept as strings, not Buffers: they are pure ASCII (stable
-// codes and digits), so their byte length is their string length, and a
-// string body lets Node send the status line, headers and body in one socket
-// write instead of a writev of two chunks (about 4% less CPU per refusal,
-// measured with bench/ on both variants loaded at once).
-const errorBodies = new Map<ErrorCode, string>();
-export function errorBody(code: ErrorCode): string {
-  let b = errorBodies.get(code);
-  if (b === undefined) {
-    b = JSON.stringify({ error: ERROR_NAME[ERROR_STATUS[code]] ?? 'error', reason: code });
-    errorBodies.set(code, b);
-  }
-  return b;
+/** What the prebuilt path sets on a ServerResponse (Node's own fields). */
+interface RawResponse {
+  _header: string | null;
+  _last: boolean;
+  statusCode: number;
+  readonly shouldKeepAlive: boolean;
+  readonly headersSent: boolean;
 }
 
-// Reasons x whole seconds in [1, maxSeconds]: a few hundred entries at most.
-const refusalBodies = new Map<string, string>();
-export function refusalBody(r: Refusal): string {
+interface Prebuilt {
+  readonly status: number;
+  /** Status line and fixed headers, ending in "x-request-id: ". */
+  readonly head: string;
+  readonly body: string;
+}
+
+const JSON_TYPE = 'content-type: application/json; charset=utf-8\r\n';
+
+function prebuild(status: number, body: string, extra: string): Prebuilt {
+  const head =
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\n${JSON_TYPE}content-length: ${body.length}\r\n` +
+    `${extra}cache-control: no-store\r\nx-request-id: `;
+  return { status, head, body };
+}
+
+const errorAnswers = new Map<ErrorCode, Prebuilt>();
+function errorAnswer(code: ErrorCode): Prebuilt {
+  let p = errorAnswers.get(code);
+  if (p === undefined) {
+    const status = ERRORS[code].status;
+    p = prebuild(status, JSON.stringify({ error: statusName(status), reason: code }), '');
+    errorAnswers.set(code, p);
+  }
+  return p;
+}
+
+// Reasons x whole seconds in [1, retryAfter.maxSeconds]: a few hundred entries at most.
+const refusalAnswers = new Map<string, Prebuilt>();
+function refusalAnswer(r: Refusal): Prebuilt {
   const key = r.reason + r.retryAfterSeconds;
-  let b = refusalBodies.get(key);
-  if (b === undefined) {
-    const error = r.status === 429 ? 'too_many_requests' : 'overloaded';
-    b = JSON.stringify({ error, reason: r.reason, retryAfterSeconds: r.retryAfterSeconds });
-    refusalBodies.set(key, b);
+  let p = refusalAnswers.get(key);
+  if (p === undefined) {
+    const body = JSON.stringify({ error: statusName(r.status), reason: r.reason, retryAfterSeconds: r.retryAfterSeconds });
+    p = prebuild(r.status, body, `retry-after: ${r.retryAfterSeconds}\r\n`);
+    refusalAnswers.set(key, p);
   }
-  return b;
+  return p;
+}
+
+/** The Date line, rebuilt once a second (as Node's own cache does). */
+let dateSecond = -1;
+let dateLine = '';
+function date(): string {
+  const now = Date.now();
+  const second = Math.floor(now / 1000);
+  if (second !== dateSecond) {
+    dateSecond = second;
+    dateLine = `\r\nDate: ${new Date(now).toUTCString()}`;
+  }
+  return dateLine;
+}
+
+/** Writes Sluice's own answers on one listener (its keep-alive timeout is advertised as Node would). */
+export class Answers {
+  private readonly keepAlive: string;
+
+  constructor(keepAliveTimeoutMs: number) {
+    const seconds = Math.floor(keepAliveTimeoutMs / 1000);
+    this.keepAlive = `\r\nConnection: keep-alive${seconds > 0 ? `\r\nKeep-Alive: timeout=${seconds}` : ''}\r\n\r\n`;
+  }
+
+  /** A refusal (503/429, Retry-After). `close`: ask the client to close the connection (draining). */
+  refusal(res: ServerResponse, r: Refusal, requestId: string, close: boolean): void {
+    this.write(res, refusalAnswer(r), requestId, close);
+  }
+
+  /** An error answer in the JSON contract. */
+  error(res: ServerResponse, code: ErrorCode, requestId: string, close: boolean): void {
+    this.write(res, errorAnswer(code), requestId, close);
+  }
+
+  private write(res: ServerResponse, p: Prebuilt, requestId: string, close: boolean): void {
+    const out = res as unknown as RawResponse;
+    if (out.headersSent) {
+      // Too late for an answer of our own: the client sees the stream cut.
+      res.destroy();
+      return;
+    }
+    const last = close || !out.shouldKeepAlive;
+    out.statusCode = p.status;
+    out._header = p.head + requestId + date() + (last ? '\r\nConnection: close\r\n\r\n' : this.keepAlive);
+    if (last) out._last = true;
+    res.end(p.body, 'latin1');
+  }
 }
 
 /**
- * Writes a refusal straight to the socket's response: the cheap path. The
- * connection stays usable; Node discards any unread request body.
+ * A whole HTTP/1.1 error answer, for a socket that has no ServerResponse
+ * (the request could not even be parsed, or asked for a tunnel). The
+ * connection closes after it: the stream's framing can no longer be trusted.
+ * Returns the bytes and the request id they carry (a fresh one: nothing of
+ * the request can be trusted).
  */
-export function writeRefusal(res: ServerResponse, r: Refusal, requestId: string): void {
-  const body = refusalBody(r);
-  res.writeHead(r.status, {
-    'content-type': 'application/json; charset=utf-8',
-    'content-length': body.length,
-    'retry-after': String(r.retryAfterSeconds),
-    'cache-control': 'no-store',
-    'x-request-id': requestId,
-  });
-  res.end(body, 'latin1');
-}
-
-const rawResponses = new Map<ErrorCode, Buffer>();
-/**
- * A whole HTTP/1.1 error response, for writing straight to a socket that has
- * no ServerResponse (the request could not even be parsed). The connection
- * closes after it: the stream's framing can no longer be trusted.
- */
-export function rawErrorResponse(code: ErrorCode): Buffer {
-  let b = rawResponses.get(code);
-  if (b === undefined) {
-    const body = errorBody(code);
-    const status = ERROR_STATUS[code];
-    b = Buffer.from(
-      `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\n` +
-        `content-type: application/json; charset=utf-8\r\ncontent-length: ${body.length}\r\n` +
-        `cache-control: no-store\r\nconnection: close\r\n\r\n${body}`,
-      'latin1',
-    );
-    rawResponses.set(code, b);
-  }
-  return b;
-}
-
-export function writeError(res: ServerResponse, code: ErrorCode, requestId: string): void {
-  const body = errorBody(code);
-  res.writeHead(ERROR_STATUS[code], {
-    'content-type': 'application/json; charset=utf-8',
-    'content-length': body.length,
-    'cache-control': 'no-store',
-    'x-request-id': requestId,
-  });
-  res.end(body, 'latin1');
+export function rawErrorResponse(code: ErrorCode): { readonly bytes: string; readonly requestId: string } {
+  const p = errorAnswer(code);
+  const requestId = randomUUID();
+  return { bytes: `${p.head}${requestId}${date()}\r\nConnection: close\r\n\r\n${p.body}`, requestId };
 }

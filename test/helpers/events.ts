@@ -3,7 +3,7 @@
  * that every fault is reported and every admitted request settles once.
  */
 import type { Outcome } from '../../src/core/limiter/limiter.js';
-import type { ProxyEvents } from '../../src/proxy/proxy.js';
+import type { ProxyEvents } from '../../src/proxy/events.js';
 
 export interface Recorded {
   /** Requests that started: admitted, plus (shadow mode) would-be refusals, which start too. */

@@ -1,0 +1,115 @@
+/**
+ * The proxy listener's front: Sluice's own HTTP server, handed to fastify
+ * as its `serverFactory`, so every request reaches admission (./admit.ts)
+ * as the raw (req, res) before fastify builds a Request or a Reply, runs its
+ * router or its hooks. Only admitted requests are passed on to fastify's
+ * handler (and @fastify/http-proxy, ./forward.ts); refusals and errors are
+ * answered here from prebuilt bytes (./responses.ts).
+ *
+ * What the front answers itself, all in the JSON contract with x-request-id:
+ *   clientError   Node's parser and limits: 400 bad_request (unparsable,
+ *                 smuggling attempts), 408 request_timeout (slow head or
+ *                 body), 431 headers_too_large; then the connection closes
+ *                 (its framing is lost)
+ *   connect       CONNECT is never proxied: 405, and the socket closes
+ *                 (without a listener Node would drop it without a word)
+ *   request       everything ./admit.ts decides (405, 400, 404, 503/429)
+ *
+ * Node's server keeps enforcing what fastify would have set up: keep-alive
+ * timeout, headers and request timeouts (checked often enough that a
+ * slow-loris connection cannot outlive them by much), maxHeaderSize.
+ *
+ * Where later protocols plug in: a `checkContinue` listener would run the
+ * same admission and call `res.writeContinue()` only once admitted (a
+ * refused upload never sends its body); TLS and HTTP/2 servers take the
+ * same request listener; `upgrade` requests would be admitted the same way.
+ */
+import { randomUUID } from 'node:crypto';
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { Logger } from 'pino';
+import type { ServerConfig } from '../config/types.js';
+import { createAdmit, type AdmitDeps } from './admit.js';
+import type { ErrorCode } from './errors.js';
+import type { ProxyEvents } from './events.js';
+import { exchangeOf, type Exchange } from './request-ctx.js';
+import { rawErrorResponse } from './responses.js';
+
+export interface FrontOptions {
+  readonly server: ServerConfig;
+  readonly events: ProxyEvents;
+  readonly log: Logger;
+  /** Everything admission needs but fastify's handler, which the server factory receives. */
+  readonly admit: Omit<AdmitDeps, 'forward'>;
+}
+
+const REQUEST_ID = /^[A-Za-z0-9._:\-]{1,128}$/;
+
+/** Accept a caller's x-request-id when it is sane (it ends up in logs and headers); otherwise make one. */
+export function requestIdOf(req: IncomingMessage): string {
+  const id = req.headers['x-request-id'];
+  return typeof id === 'string' && REQUEST_ID.test(id) ? id : randomUUID();
+}
+
+/** fastify's genReqId: fastify only sees admitted requests, whose id the front chose. */
+export function admittedRequestId(req: IncomingMessage): string {
+  return (exchangeOf(req) as Exchange | undefined)?.requestId ?? randomUUID();
+}
+
+/**
+ * Node checks request timeouts on an interval (30 s by default), so a
+ * slow-loris connection could outlive headersTimeout by that much; check at
+ * a quarter of the shortest timeout, at most once a second.
+ */
+function timeoutCheckInterval(s: ServerConfig): number {
+  return Math.max(10, Math.min(1000, Math.floor(Math.min(s.headersTimeoutMs, s.requestTimeoutMs) / 4)));
+}
+
+/** Node's parser and timeout errors → our codes (400 for anything malformed). */
+function clientErrorCode(err: { code?: string }): ErrorCode {
+  if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') return 'request_timeout';
+  if (err.code === 'HPE_HEADER_OVERFLOW') return 'headers_too_large';
+  return 'bad_request';
+}
+
+type Handler = (req: IncomingMessage, res: ServerResponse) => void;
+
+/** fastify's `serverFactory`: the proxy listener's server, with the front as its request listener. */
+export function frontServer(opts: FrontOptions): (handler: Handler) => http.Server {
+  const { events, log } = opts;
+  const s = opts.server;
+  return (handler) => {
+    const admit = createAdmit({ ...opts.admit, forward: handler });
+    const server = http.createServer(
+      {
+        headersTimeout: s.headersTimeoutMs,
+        requestTimeout: s.requestTimeoutMs,
+        maxHeaderSize: s.maxHeaderBytes,
+        connectionsCheckingInterval: timeoutCheckInterval(s),
+        // HTTP/1.1 without Host is answered by admission, in our format.
+        requireHostHeader: false,
+      },
+      (req, res) => admit(req, res, requestIdOf(req)),
+    );
+    server.keepAliveTimeout = s.keepAliveTimeoutMs;
+
+    server.on('clientError', (err: Error & { code?: string }, socket: Socket) => {
+      if (err.code === 'ECONNRESET' || socket.destroyed) return;
+      const code = clientErrorCode(err);
+      events.onClientError?.(code);
+      const answer = rawErrorResponse(code);
+      log.debug({ code, err: err.message, requestId: answer.requestId }, 'client error');
+      // As Node itself does: never write into a response of this connection that has already started.
+      const current = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+      if (socket.writable && current?.headersSent !== true) socket.write(answer.bytes, 'latin1');
+      socket.destroy();
+    });
+
+    server.on('connect', (_req: IncomingMessage, socket: Duplex) => {
+      events.onClientError?.('method_not_allowed');
+      socket.end(rawErrorResponse('method_not_allowed').bytes, 'latin1', () => socket.destroy());
+    });
+    return server;
+  };
+}

@@ -1,0 +1,95 @@
+/**
+ * A request's state on the proxy port, one discriminated union:
+ *
+ *   queued ──▶ admitted ──▶ (settled at the response's close)
+ *     │            ▲
+ *     └──▶ answered ◀── (refused at once, or after its queue; an error answer)
+ *
+ *   queued    waiting in a lane queue: holds the gate's Queued (cancel it
+ *             when the client leaves)
+ *   admitted  an Exchange: the gate's Hold plus what forwarding learns
+ *             (dispatch time, RTT, status, the upstream body, a fault);
+ *             attached to the raw request under EXCHANGE, where the forward
+ *             plugin finds it without a lookup
+ *   answered  Sluice wrote the answer itself; nothing is held
+ *
+ * The Exchange doubles as the upstream abort signal and as the dispatcher's
+ * per-request options (./upstream.ts), so forwarding allocates nothing more.
+ */
+import type { Readable } from 'node:stream';
+import type { Pool } from 'undici';
+import type { Timer } from '../core/clock.js';
+import type { Hold, Queued } from '../core/gate/gate.js';
+import type { Fault } from './faults.js';
+import type { RouteRuntime } from './runtime.js';
+import { UpstreamSignal, type Dispatching } from './upstream.js';
+
+export const EXCHANGE: unique symbol = Symbol('sluice.exchange');
+
+/** A raw request (HTTP/1.1 now; HTTP/2's later) the front admitted. */
+export interface AdmittedRequest {
+  [EXCHANGE]: Exchange;
+}
+
+/** The exchange of a request the front admitted (fastify only ever sees those). */
+export function exchangeOf(req: object): Exchange {
+  return (req as AdmittedRequest)[EXCHANGE];
+}
+
+export interface Waiting {
+  readonly kind: 'queued';
+  readonly queued: Queued;
+}
+
+export interface Answered {
+  readonly kind: 'answered';
+}
+
+export const ANSWERED: Answered = { kind: 'answered' };
+
+/** An admitted request's one upstream exchange. */
+export class Exchange extends UpstreamSignal implements Dispatching {
+  readonly kind = 'admitted' as const;
+  /** Per-request timeouts below the route's (the caller's budget); 0 = the route's own. */
+  headersTimeout = 0;
+  bodyTimeout = 0;
+  /** Budget left when dispatched (ms), forwarded upstream in the deadline header; 0 = none. */
+  budgetMs = 0;
+  /** Fires when the budget runs out before the upstream's headers arrive. */
+  deadlineTimer: Timer | null = null;
+  dispatchedAt = 0;
+  /** Dispatch to response headers (ms); -1 until they arrive. */
+  rttMs = -1;
+  /** The upstream's status; 0 until its headers arrive. */
+  status = 0;
+  /** The upstream response body while it streams, to tell an upstream failure from a client abort. */
+  body: Readable | null = null;
+  /** What went wrong, once known; settlement reads outcome and breaker result from it. */
+  fault: Fault | null = null;
+
+  constructor(
+    readonly route: RouteRuntime,
+    readonly lane: number,
+    readonly requestId: string,
+    readonly hold: Hold,
+  ) {
+    super();
+  }
+
+  get pool(): Pool {
+    return this.route.pool;
+  }
+
+  get signal(): UpstreamSignal {
+    return this;
+  }
+
+  clearDeadlineTimer(): void {
+    if (this.deadlineTimer !== null) {
+      this.deadlineTimer.cancel();
+      this.deadlineTimer = null;
+    }
+  }
+}
+
+export type RequestState = Waiting | Exchange | Answered;
