@@ -19,6 +19,8 @@ export interface BenchContext {
   readonly chartsLink: string;
   /** --algorithm; null = the config schema's default. */
   readonly algorithm: string | null;
+  /** --baseline: another build's dist/cli.js, measured alongside in the cost scenario; null = none. */
+  readonly baseline: string | null;
   log(msg: string): void;
 }
 

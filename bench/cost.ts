@@ -3,10 +3,12 @@
  * wrk (a C load generator: it can saturate a Node proxy where one Node
  * generator cannot, so the cheap refusal path is measured at saturation too).
  *
- * Three proxies run at once, each alone on the proxy core when pinned (only
+ * The proxies run at once, each alone on the proxy core when pinned (only
  * the one under load does any work): bare @fastify/http-proxy forwarding,
  * Sluice admitting everything (forwarding), Sluice refusing everything (limit
- * 1 held by a request the upstream never answers, no queue: 503 queue_full).
+ * 1 held by a request the upstream never answers, no queue: 503 queue_full),
+ * and with --baseline the same two for another build (before/after in one
+ * run).
  * wrk and the fast upstream share the other core. Rounds rotate the order
  * (ABC, CBA, ...) after a discarded warm-up run each; per round the ratios
  * pair that round's runs, so drift in the machine's load hits all alike.
@@ -57,7 +59,8 @@ function wrk(url: string, connections: number, durationS: number, cpu: number | 
 }
 
 interface Target {
-  readonly name: 'bare' | 'sluice' | 'sluice-refusing';
+  /** bare, sluice, sluice-refusing, baseline, baseline-refusing */
+  readonly name: string;
   readonly proc: Proc;
   readonly url: string;
   /** Forwarded 200s expected, or refusals (non-2xx) only. */
@@ -66,7 +69,7 @@ interface Target {
 
 interface CostRow {
   readonly round: number;
-  readonly target: Target['name'];
+  readonly target: string;
   readonly rps: number;
   readonly cpuPct: number;
   readonly cpuUsPerReq: number;
@@ -93,7 +96,7 @@ async function measure(ctx: BenchContext, t: Target, round: number, durationS: n
 }
 
 /** Per round: the ratio f(a) / f(b) of that round's two runs. */
-function perRound(rows: readonly CostRow[], a: Target['name'], b: Target['name'], f: (r: CostRow) => number): number[] {
+function perRound(rows: readonly CostRow[], a: string, b: string, f: (r: CostRow) => number): number[] {
   const out: number[] = [];
   for (const r of rows) {
     if (r.target !== a) continue;
@@ -105,7 +108,7 @@ function perRound(rows: readonly CostRow[], a: Target['name'], b: Target['name']
 
 interface LatencyRow {
   readonly round: number;
-  readonly target: Target['name'];
+  readonly target: string;
   readonly requests: number;
   readonly p50Ms: number;
   readonly p99Ms: number;
@@ -150,69 +153,105 @@ async function holdSlot(refusing: Proc, agent: Agent, signal: AbortSignal): Prom
   return { held };
 }
 
-/** Per round: Sluice's percentile minus bare's, from the same interleaved run. */
-function perRoundLat(lat: readonly LatencyRow[], k: 'p50Ms' | 'p99Ms'): number[] {
+/** Per round: `name`'s percentile minus bare's, from the same interleaved run. */
+function perRoundLat(lat: readonly LatencyRow[], name: string, k: 'p50Ms' | 'p99Ms'): number[] {
   const out: number[] = [];
   for (const s of lat) {
-    const b = s.target === 'sluice' ? lat.find((x) => x.round === s.round && x.target === 'bare') : undefined;
+    const b = s.target === name ? lat.find((x) => x.round === s.round && x.target === 'bare') : undefined;
     if (b !== undefined) out.push(s[k] - b[k]);
   }
   return out;
 }
 
-function report(ctx: BenchContext, rows: readonly CostRow[], lat: readonly LatencyRow[], durationS: number, latencyS: number): ScenarioOutput {
-  const us = (name: Target['name']) => median(rows.filter((r) => r.target === name).map((r) => r.cpuUsPerReq));
-  const refusalX = perRound(rows, 'bare', 'sluice-refusing', (r) => r.cpuUsPerReq);
-  const admittedX = perRound(rows, 'bare', 'sluice', (r) => r.cpuUsPerReq);
-  const tputX = perRound(rows, 'sluice', 'bare', (r) => r.rps);
-  // Per round (both measured in the same run), then the median over rounds.
-  const added = (k: 'p50Ms' | 'p99Ms') => median(perRoundLat(lat, k));
-  const addedP50 = added('p50Ms');
-  const addedP99 = added('p99Ms');
+/** One Sluice build's numbers against bare, from the same rounds. */
+function variantSummary(rows: readonly CostRow[], lat: readonly LatencyRow[], name: string) {
+  const us = (t: string) => median(rows.filter((r) => r.target === t).map((r) => r.cpuUsPerReq));
+  return {
+    name,
+    forwardUs: us(name),
+    refusalUs: us(`${name}-refusing`),
+    refusalX: perRound(rows, 'bare', `${name}-refusing`, (r) => r.cpuUsPerReq),
+    admittedX: perRound(rows, 'bare', name, (r) => r.cpuUsPerReq),
+    tputX: perRound(rows, name, 'bare', (r) => r.rps),
+    addedP50: perRoundLat(lat, name, 'p50Ms'),
+    addedP99: perRoundLat(lat, name, 'p99Ms'),
+  };
+}
+
+function summaryLines(v: ReturnType<typeof variantSummary>, bareUs: number): string[] {
+  const x = (xs: number[], d: number) => `${fmt(median(xs), d)}x (per round: ${xs.map((y) => fmt(y, d)).join(', ')})`;
+  return [
+    `- **${v.name}**: CPU µs per answer (medians): bare forward ${fmt(bareUs, 1)}, ${v.name} forward ${fmt(v.forwardUs, 1)}, ${v.name} refusal ${fmt(v.refusalUs, 1)}`,
+    `  - refusal cost: a bare forward costs **${x(v.refusalX, 2)}** a refusal`,
+    `  - admitted: bare / ${v.name} CPU per forward **${x(v.admittedX, 3)}** (> 1: cheaper than bare); throughput ${v.name} / bare ${fmt(median(v.tputX), 3)}x`,
+    `  - added unloaded latency: p50 ${fmt(median(v.addedP50), 3)} ms, **p99 ${fmt(median(v.addedP99), 3)} ms** (median of the per-round differences; p99 per round: ${v.addedP99.map((y) => fmt(y, 3)).join(', ')})`,
+  ];
+}
+
+function report(ctx: BenchContext, rows: readonly CostRow[], lat: readonly LatencyRow[], names: readonly string[], durationS: number, latencyS: number): ScenarioOutput {
+  const bareUs = median(rows.filter((r) => r.target === 'bare').map((r) => r.cpuUsPerReq));
+  const vs = names.map((n) => variantSummary(rows, lat, n));
+  const v = vs[0]!;
+  const base = vs[1];
   const rounds = Math.max(0, ...rows.map((r) => r.round));
+  const versus = base === undefined ? [] : [
+    `- ${v.name} / baseline CPU per answer: forward ${fmt(median(perRound(rows, v.name, base.name, (r) => r.cpuUsPerReq)), 3)}, refusal ${fmt(median(perRound(rows, `${v.name}-refusing`, `${base.name}-refusing`, (r) => r.cpuUsPerReq)), 3)} (< 1: this build is cheaper; baseline: \`${ctx.baseline}\`)`,
+  ];
   return {
     id: 'cost',
     title: '0. Cost per request (wrk): bare forward, Sluice forwarding, Sluice refusing',
     markdown: [
-      `wrk, ${CONNECTIONS} connections, one thread, ${durationS} s per run, ${rounds} round(s) in rotating order after a warm-up run each; fast upstream (11-byte JSON). CPU = user + system time of the proxy process (/proc) over the run, divided by the answers wrk counted.`,
+      `wrk, ${CONNECTIONS} connections, one thread, ${durationS} s per run, ${rounds} round(s) in rotating order after a warm-up run each; fast upstream (11-byte JSON). CPU = user + system time of the proxy process (/proc) over the run, divided by the answers wrk counted. Refusing: limit 1 held by a request the upstream never answers, no queue (503 queue_full).`,
       '',
       table(
         ['round', 'target', 'answers/s', 'proxy CPU %', 'proxy CPU µs/answer', 'expected answers', 'socket errors'],
         rows.map((r) => [r.round, r.target, Math.round(r.rps), fmt(r.cpuPct, 0), fmt(r.cpuUsPerReq, 1), `${fmt(r.expectedShare * 100, 2)}%`, r.errors]),
       ),
       '',
-      `- CPU µs per answer (medians): bare forward ${fmt(us('bare'), 1)}, Sluice forward ${fmt(us('sluice'), 1)}, Sluice refusal ${fmt(us('sluice-refusing'), 1)}`,
-      `- **refusal cost: a bare forward costs ${fmt(median(refusalX), 2)}x a Sluice refusal** (per round: ${refusalX.map((x) => fmt(x, 2)).join(', ')}; spread ${fmt(spreadPct(refusalX), 0)}%)`,
-      `- **admitted: bare / Sluice CPU per forward ${fmt(median(admittedX), 3)}x** (per round: ${admittedX.map((x) => fmt(x, 3)).join(', ')}; > 1 means Sluice is cheaper); throughput Sluice / bare ${fmt(median(tputX), 3)}x`,
-      '',
-      `Unloaded latency: one connection per proxy, one request at a time, bare and Sluice interleaved in shuffled order (procs/sequential.ts), ${latencyS} s per round, from the send to the last byte (ms):`,
+      `Unloaded latency: one connection per proxy, one request at a time, all proxies interleaved in shuffled order (procs/sequential.ts), ${latencyS} s per round, from the send to the last byte (ms):`,
       '',
       table(
         ['round', 'target', 'requests', 'p50', 'p99'],
         lat.map((l) => [l.round, l.target, l.requests, fmt(l.p50Ms, 3), fmt(l.p99Ms, 3)]),
       ),
       '',
-      `- **added by Sluice, unloaded: p50 ${fmt(addedP50, 3)} ms, p99 ${fmt(addedP99, 3)} ms** (median over rounds of the per-round difference; p99 per round: ${perRoundLat(lat, 'p99Ms').map((x) => fmt(x, 3)).join(', ')})`,
+      ...vs.flatMap((x) => summaryLines(x, bareUs)),
+      ...versus,
     ].join('\n'),
-    json: { rows, latency: lat, refusalX, admittedX, throughputX: tputX, addedP50Ms: addedP50, addedP99Ms: addedP99 },
+    json: { rows, latency: lat, variants: vs },
     targets: [
       {
         target: 'refusal >= 5x cheaper than a bare forward (CPU per request; stretch 10x)',
-        measured: `${fmt(median(refusalX), 2)}x (${fmt(us('sluice-refusing'), 1)} vs ${fmt(us('bare'), 1)} µs)`,
-        met: ctx.quick ? null : median(refusalX) >= 5,
+        measured: `${fmt(median(v.refusalX), 2)}x (${fmt(v.refusalUs, 1)} vs ${fmt(bareUs, 1)} µs)${base ? `; baseline ${fmt(median(base.refusalX), 2)}x` : ''}`,
+        met: ctx.quick ? null : median(v.refusalX) >= 5,
       },
       {
         target: 'admitted >= 1.0x bare @fastify/http-proxy (CPU per forward)',
-        measured: `${fmt(median(admittedX), 3)}x (${fmt(us('sluice'), 1)} vs ${fmt(us('bare'), 1)} µs)`,
-        met: ctx.quick ? null : median(admittedX) >= 1.0,
+        measured: `${fmt(median(v.admittedX), 3)}x (${fmt(v.forwardUs, 1)} vs ${fmt(bareUs, 1)} µs)${base ? `; baseline ${fmt(median(base.admittedX), 3)}x` : ''}`,
+        met: ctx.quick ? null : median(v.admittedX) >= 1.0,
       },
       {
         target: 'unloaded added p99 (one connection, sequential) <= 0.3 ms',
-        measured: `${fmt(addedP99, 3)} ms (p50 ${fmt(addedP50, 3)} ms)`,
-        met: ctx.quick ? null : addedP99 <= 0.3,
+        measured: `${fmt(median(v.addedP99), 3)} ms (p50 ${fmt(median(v.addedP50), 3)} ms)${base ? `; baseline ${fmt(median(base.addedP99), 3)} ms` : ''}`,
+        met: ctx.quick ? null : median(v.addedP99) <= 0.3,
       },
     ],
   };
+}
+
+/** A Sluice build admitting everything and one refusing everything (its only slot held). */
+async function startVariant(ctx: BenchContext, name: string, cli: string | undefined, up: string, procs: Proc[], agent: Agent, signal: AbortSignal) {
+  const p = ctx.placement;
+  const admitting = await startSluice(p.proxy, writeConfig(ctx, `cost-${name}-admit`, admitAllPolicy(up)), cli);
+  procs.push(admitting);
+  const refusing = await startSluice(p.proxy, writeConfig(ctx, `cost-${name}-refuse`, refuseAllPolicy(up)), cli);
+  procs.push(refusing);
+  const { held } = await holdSlot(refusing, agent, signal);
+  const targets: Target[] = [
+    { name, proc: admitting, url: urlOf(admitting), expect: 'ok' },
+    { name: `${name}-refusing`, proc: refusing, url: urlOf(refusing), expect: 'refused' },
+  ];
+  return { targets, held };
 }
 
 export async function costScenario(ctx: BenchContext): Promise<ScenarioOutput> {
@@ -231,17 +270,10 @@ export async function costScenario(ctx: BenchContext): Promise<ScenarioOutput> {
     const up = urlOf(upstream);
     const bare = await startBareProxy(p.proxy, up);
     procs.push(bare);
-    const sluice = await startSluice(p.proxy, writeConfig(ctx, 'cost-admit', admitAllPolicy(up)));
-    procs.push(sluice);
-    const refusing = await startSluice(p.proxy, writeConfig(ctx, 'cost-refuse', refuseAllPolicy(up)));
-    procs.push(refusing);
-    const { held } = await holdSlot(refusing, agent, hold.signal);
-    const targets: Target[] = [
-      { name: 'bare', proc: bare, url: urlOf(bare), expect: 'ok' },
-      { name: 'sluice', proc: sluice, url: urlOf(sluice), expect: 'ok' },
-      { name: 'sluice-refusing', proc: refusing, url: urlOf(refusing), expect: 'refused' },
-    ];
-    ctx.log('0. cost: CPU per request with wrk (bare forward, sluice forward, sluice refusal)');
+    const variants = [await startVariant(ctx, 'sluice', undefined, up, procs, agent, hold.signal)];
+    if (ctx.baseline !== null) variants.push(await startVariant(ctx, 'baseline', ctx.baseline, up, procs, agent, hold.signal));
+    const targets: Target[] = [{ name: 'bare', proc: bare, url: urlOf(bare), expect: 'ok' }, ...variants.flatMap((v) => v.targets)];
+    ctx.log(`0. cost: CPU per request with wrk (${targets.map((t) => t.name).join(', ')})`);
     for (const t of targets) await measure(ctx, t, 0, warmupS);
     const rows: CostRow[] = [];
     for (let i = 0; i < rounds; i++) {
@@ -252,9 +284,10 @@ export async function costScenario(ctx: BenchContext): Promise<ScenarioOutput> {
       }
     }
     hold.abort();
-    await held;
-    const lat = await unloaded(ctx, targets.slice(0, 2), latencyRounds, latencyS);
-    return report(ctx, rows, lat, durationS, latencyS);
+    await Promise.all(variants.map((v) => v.held));
+    const forwarding = targets.filter((t) => t.expect === 'ok');
+    const lat = await unloaded(ctx, forwarding, latencyRounds, latencyS);
+    return report(ctx, rows, lat, forwarding.slice(1).map((t) => t.name), durationS, latencyS);
   } finally {
     hold.abort();
     await Promise.all(procs.map((x) => x.stop()));

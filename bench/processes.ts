@@ -169,10 +169,13 @@ export function startBareProxy(cpu: number | null, upstream: string): Promise<Pr
   return startProc('bare', [`${PROCS}bare-proxy.js`, '--upstream', upstream], cpu, hasUrl);
 }
 
-/** The real CLI with a config file; ready when it logs "sluice started" (with its proxy and admin URLs). */
-export function startSluice(cpu: number | null, configFile: string): Promise<Proc> {
-  if (!existsSync(SLUICE_CLI)) throw new Error(`${SLUICE_CLI} is missing: run npm run build first`);
-  return startProc('sluice', [SLUICE_CLI, '--config', configFile], cpu, (m) => m['msg'] === 'sluice started');
+/**
+ * The real CLI with a config file; ready when it logs "sluice started" (with
+ * its proxy and admin URLs). `cli`: another build's dist/cli.js (a baseline).
+ */
+export function startSluice(cpu: number | null, configFile: string, cli = SLUICE_CLI): Promise<Proc> {
+  if (!existsSync(cli)) throw new Error(`${cli} is missing: run npm run build first`);
+  return startProc('sluice', [cli, '--config', configFile], cpu, (m) => m['msg'] === 'sluice started');
 }
 
 export function urlOf(p: Proc): string {

@@ -8,6 +8,8 @@
  *   --only LIST        comma-separated: cost (wrk: CPU per request, unloaded latency), overhead,
  *                      refusal, control (= overload, batch flood, capacity change), queue (fair queue cost)
  *   --algorithm NAME   limit algorithm for the control scenarios (default: the config schema's default)
+ *   --baseline DIR     another checkout of Sluice, built (DIR/dist/cli.js): the cost scenario
+ *                      measures it in the same run, alternating, as "baseline" (before/after)
  *   --no-pin           do not pin processes to cores with taskset
  *   --report FILE      append to FILE instead of the default report
  *
@@ -33,6 +35,7 @@ const { values } = parseArgs({
     quick: { type: 'boolean', default: false },
     only: { type: 'string' },
     algorithm: { type: 'string' },
+    baseline: { type: 'string' },
     'no-pin': { type: 'boolean', default: false },
     report: { type: 'string' },
   },
@@ -90,6 +93,7 @@ async function main(): Promise<void> {
     chartsDir,
     chartsLink: relative(dirname(report), chartsDir) || '.',
     algorithm: values.algorithm ?? null,
+    baseline: values.baseline ? `${values.baseline.replace(/\/$/, '')}/dist/cli.js` : null,
     log: (msg) => process.stdout.write(`${msg}\n`),
   };
   const header = machine(placement);
