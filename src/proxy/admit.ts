@@ -30,7 +30,7 @@ import type { ErrorCode } from './errors.js';
 import type { ProxyEvents } from './events.js';
 import { settle } from './forward.js';
 import type { Lifecycle } from './lifecycle.js';
-import { ANSWERED, EXCHANGE, Exchange, type AdmittedRequest, type RequestState } from './request-ctx.js';
+import { ANSWERED, Exchange, type FrontRequest, type RequestState } from './request-ctx.js';
 import type { Answers } from './responses.js';
 import { classify, isAmbiguousPath, pathOf } from './routes.js';
 import type { RouteRuntime, Runtime } from './runtime.js';
@@ -105,7 +105,7 @@ export function createAdmit(deps: AdmitDeps): Admit {
       }
     }
     const ex = new Exchange(route, lane, requestId, hold);
-    (req as IncomingMessage & AdmittedRequest)[EXCHANGE] = ex;
+    (req as FrontRequest).exchange = ex;
     return ex;
   }
 

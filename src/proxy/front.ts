@@ -33,7 +33,7 @@ import type { ServerConfig } from '../config/types.js';
 import { createAdmit, type AdmitDeps } from './admit.js';
 import type { ErrorCode } from './errors.js';
 import type { ProxyEvents } from './events.js';
-import { exchangeOf, type Exchange } from './request-ctx.js';
+import { FrontRequest, exchangeOf, type Exchange } from './request-ctx.js';
 import { rawErrorResponse } from './responses.js';
 
 export interface FrontOptions {
@@ -54,7 +54,7 @@ export function requestIdOf(req: IncomingMessage): string {
 
 /** fastify's genReqId: fastify only sees admitted requests, whose id the front chose. */
 export function admittedRequestId(req: IncomingMessage): string {
-  return (exchangeOf(req) as Exchange | undefined)?.requestId ?? randomUUID();
+  return (exchangeOf(req) as Exchange | null)?.requestId ?? randomUUID();
 }
 
 /**
@@ -89,6 +89,7 @@ export function frontServer(opts: FrontOptions): (handler: Handler) => http.Serv
         connectionsCheckingInterval: timeoutCheckInterval(s),
         // HTTP/1.1 without Host is answered by admission, in our format.
         requireHostHeader: false,
+        IncomingMessage: FrontRequest,
       },
       (req, res) => admit(req, res, requestIdOf(req)),
     );

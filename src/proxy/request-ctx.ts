@@ -9,13 +9,14 @@
  *             when the client leaves)
  *   admitted  an Exchange: the gate's Hold plus what forwarding learns
  *             (dispatch time, RTT, status, the upstream body, a fault);
- *             attached to the raw request under EXCHANGE, where the forward
- *             plugin finds it without a lookup
+ *             attached to the raw request (FrontRequest.exchange), where
+ *             the forward plugin finds it without a lookup
  *   answered  Sluice wrote the answer itself; nothing is held
  *
  * The Exchange doubles as the upstream abort signal and as the dispatcher's
  * per-request options (./upstream.ts), so forwarding allocates nothing more.
  */
+import { IncomingMessage } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { Pool } from 'undici';
 import type { Timer } from '../core/clock.js';
@@ -24,16 +25,19 @@ import type { Fault } from './faults.js';
 import type { RouteRuntime } from './runtime.js';
 import { UpstreamSignal, type Dispatching } from './upstream.js';
 
-export const EXCHANGE: unique symbol = Symbol('sluice.exchange');
-
-/** A raw request (HTTP/1.1 now; HTTP/2's later) the front admitted. */
-export interface AdmittedRequest {
-  [EXCHANGE]: Exchange;
+/**
+ * The front's request class (http.createServer's IncomingMessage option):
+ * the exchange is a field every request has from its construction, so all
+ * requests keep one shape (adding a property later would make Node's own
+ * hot code see requests of several shapes).
+ */
+export class FrontRequest extends IncomingMessage {
+  exchange: Exchange | null = null;
 }
 
 /** The exchange of a request the front admitted (fastify only ever sees those). */
 export function exchangeOf(req: object): Exchange {
-  return (req as AdmittedRequest)[EXCHANGE];
+  return (req as FrontRequest).exchange as Exchange;
 }
 
 export interface Waiting {

@@ -10,15 +10,14 @@
  * x-request-id value; per request only the id, the cached Date line and the
  * connection line are appended. The head is handed to Node as the
  * response's `_header` (what writeHead would have produced), so Node still
- * owns the connection: the body goes out in the same socket write, HEAD
- * answers drop the body, keep-alive and the next pipelined request work as
- * usual, and `_last` closes the connection after the answer when it must
- * (the client asked for close, or the instance is draining). That field is
- * Node's (stable since 0.x, used by Node's own http code in every version
- * we support); the integration tests exercise every path through it.
- *
- * Bodies are kept as strings: pure ASCII, so their length is their byte
- * length, and a string body lets Node send head and body in one write.
+ * owns the connection: the head and the body (none for HEAD) go out as one
+ * string in one socket write (`end()` without a chunk sends `_header` as
+ * is: no cork, no writev), keep-alive and the next pipelined request work
+ * as usual, and `_last` closes the connection after the answer when it must
+ * (the client asked for close, or the instance is draining). These fields
+ * are Node's (`_header` stable since 0.x, used by Node's own http code in
+ * every version we support); the integration tests exercise every path
+ * through them. Bodies are pure ASCII: their length is their byte length.
  */
 import { randomUUID } from 'node:crypto';
 import { STATUS_CODES, type ServerResponse } from 'node:http';
@@ -29,6 +28,8 @@ import { ERRORS, statusName, type ErrorCode } from './errors.js';
 interface RawResponse {
   _header: string | null;
   _last: boolean;
+  /** false for a HEAD request: the answer is the head alone. */
+  readonly _hasBody: boolean;
   statusCode: number;
   readonly shouldKeepAlive: boolean;
   readonly headersSent: boolean;
@@ -115,9 +116,10 @@ export class Answers {
     }
     const last = close || !out.shouldKeepAlive;
     out.statusCode = p.status;
-    out._header = p.head + requestId + date() + (last ? '\r\nConnection: close\r\n\r\n' : this.keepAlive);
+    // Head and body in one string: end() then writes it to the socket in one write (no writev).
+    out._header = p.head + requestId + date() + (last ? '\r\nConnection: close\r\n\r\n' : this.keepAlive) + (out._hasBody ? p.body : '');
     if (last) out._last = true;
-    res.end(p.body, 'latin1');
+    res.end();
   }
 }
 
