@@ -32,6 +32,7 @@ import { admittedRequestId, frontServer } from './proxy/front.js';
 import type { Lifecycle } from './proxy/lifecycle.js';
 import { Answers } from './proxy/responses.js';
 import {
+  closeRuntime,
   createRuntime,
   nextRuntime,
   type Retired,
@@ -138,10 +139,20 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Slui
   const logger = deps.logger ?? createLogger(config.log);
   // Set below, once the metrics exist; breakers only change state while requests run.
   let events: ProxyEvents = {};
+  // Likewise: the shared rate store reports failures only once requests run.
+  let rateStoreError: (kind: string) => void = () => undefined;
+  const rateStoreLog = new SampledLog(clock, 1);
   const runtimeDeps: RuntimeDeps = {
     clock,
     random,
     createLimit: deps.createLimit,
+    onRateStoreError(kind, err) {
+      rateStoreError(kind);
+      const suppressed = rateStoreLog.admit();
+      if (suppressed >= 0) {
+        logger.warn({ kind, err: (err as Error | undefined)?.message, suppressed }, 'client rate store failed: the local bucket decides (fail open)');
+      }
+    },
     onBreakerState(route, state) {
       logger[state === 'closed' ? 'info' : 'warn']({ route: route.cfg.name, state }, 'circuit breaker state changed');
       events.onBreakerState?.(route, state);
@@ -162,6 +173,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Slui
   });
   metrics.bindRoutes(runtime.routes);
   events = deps.events ? teeEvents(metrics, deps.events) : metrics;
+  rateStoreError = (kind) => metrics.rateStoreError(kind);
 
   const answers = new Answers(config.server.keepAliveTimeoutMs);
   const log = logger as Logger;
@@ -333,6 +345,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Slui
     await closed;
     await Promise.all(allRoutes().map((r) => r.pool.close().catch(() => undefined)));
     retired = [];
+    await closeRuntime(runtime);
     await admin.close();
     const report: DrainReport = { refusedQueued, cut, durationMs: Math.round(clock.now() - t0) };
     logger.info(report, 'drained');
@@ -374,6 +387,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Slui
       await Promise.all([proxy.close(), admin.close()]);
       await Promise.all(allRoutes().map((r) => r.pool.destroy()));
       retired = [];
+      await closeRuntime(runtime);
     },
   };
 }

@@ -11,7 +11,7 @@ import { Breaker } from '../src/core/breaker.js';
 import { ManualClock, type Random } from '../src/core/clock.js';
 import { RouteGate, type Hold, type InUse, type Queued } from '../src/core/gate/gate.js';
 import { FixedLimit } from '../src/core/limit/limit.js';
-import { ClientRate } from '../src/core/limiter/client-rate.js';
+import { LocalRate } from '../src/core/rate/rate-store.js';
 import { Limiter } from '../src/core/limiter/limiter.js';
 import type { Refusal } from '../src/core/limiter/refusal.js';
 
@@ -34,7 +34,7 @@ function setup(o: { shadow?: boolean; breaker?: boolean; rate?: { perSecond: num
   const random: Random = () => 0.5;
   const limiter = new Limiter({ lanes: [lane('interactive')], limit: new FixedLimit(o.limit ?? 1), clientMaxShare: 1, retryAfter: RETRY, clock, random });
   const breaker = o.breaker === false ? null : new Breaker({ config: BREAKER, clock, random });
-  const clientRate = o.rate ? new ClientRate(o.rate.perSecond, o.rate.burst) : null;
+  const clientRate = o.rate ? new LocalRate(o.rate.perSecond, o.rate.burst, clock) : null;
   const use: InUse = { active: 0 };
   const gate = new RouteGate({ limiter, breaker, clientRate, shadow: o.shadow ?? false, use, retryAfter: RETRY, clock, random });
   const enter = (client = 'c', budgetMs = Infinity) => gate.enter(0, client, budgetMs);

@@ -344,8 +344,13 @@ function build(data: RawConfig, merged: readonly Merged[], file: string): Config
       key: clients.key.header !== undefined ? { header: clients.key.header } : { ip: true },
       maxShare: clients.maxShare,
       weights: { ...clients.weights },
+      rateLimitHeaders: clients.rateLimitHeaders,
       ...(clients.rate && {
-        rate: { perSecond: clients.rate.perSecond, burst: clients.rate.burst ?? Math.max(1, clients.rate.perSecond) },
+        rate: {
+          perSecond: clients.rate.perSecond,
+          burst: clients.rate.burst ?? Math.max(1, clients.rate.perSecond),
+          ...(clients.rate.store && { store: clients.rate.store }),
+        },
       }),
     },
     retryAfter: data.retryAfter,

@@ -49,9 +49,29 @@ export type ClientKeySource = { readonly header: string } | { readonly ip: true 
 export interface ClientsConfig {
   readonly key: ClientKeySource; // header name lower-cased at load
   readonly maxShare: number; // 0 < x <= 1; default 0.5
-  readonly rate?: { readonly perSecond: number; readonly burst: number };
+  readonly rate?: ClientRateConfig;
+  /** IETF RateLimit-Policy / RateLimit headers on 429 client_rate and on admitted responses of a rate-limited client. Default false. */
+  readonly rateLimitHeaders: boolean;
   /** DRR weights in fair lanes, by client key (> 0; unlisted clients weigh 1). Default {}. */
   readonly weights: Readonly<Record<string, number>>;
+}
+
+export interface ClientRateConfig {
+  readonly perSecond: number;
+  readonly burst: number;
+  /** Absent: the buckets are local to the process. */
+  readonly store?: RateStoreConfig;
+}
+
+/** clients.rate.store: the quota shared by every instance, in Redis. */
+export interface RateStoreConfig {
+  readonly redis: {
+    readonly url: string; // redis:// or rediss://
+    readonly timeoutMs: number; // 20: longest a request waits for Redis before the local bucket decides
+    readonly prefix: string; // 'sluice:rate:'
+  };
+  /** Instances sharing the quota (the local fallback runs at rate / instances). Default 1. */
+  readonly instances: number;
 }
 
 export interface RetryAfterConfig {

@@ -158,6 +158,11 @@ export class Metrics implements ProxyEvents {
     'Config reloads, by result (error: the new file was invalid and the running config was kept).',
     ['result'],
   );
+  private readonly rateStoreErrors = new CounterFamily(
+    'sluice_rate_store_errors_total',
+    'Failures of the shared client rate store (clients.rate.store), by kind: timeout (no answer within timeoutMs), error (a failed call), unavailable (a request answered by the local bucket because the store was down), connection (connection lost or refused; it reconnects by itself). Requests are answered by the local bucket meanwhile (fail open).',
+    ['kind'],
+  );
   /** The last reload's result (the config loaded at start counts as a success) and when one last succeeded. */
   private lastReload = { ok: true, successAtMs: Date.now() };
   /** The config of the routes in force, by name (set by bindRoutes on start and after each reload). */
@@ -165,12 +170,13 @@ export class Metrics implements ProxyEvents {
 
   constructor(private readonly opts: MetricsOptions) {
     const r = this.registry;
-    for (const f of [this.requests, this.rejections, this.settled, this.queueWait, this.latency, this.retryAfter, this.upstreamErrors, this.clientErrors, this.reloads]) {
+    for (const f of [this.requests, this.rejections, this.settled, this.queueWait, this.latency, this.retryAfter, this.upstreamErrors, this.clientErrors, this.reloads, this.rateStoreErrors]) {
       r.registerMetric(f.asMetric());
     }
     for (const code of CLIENT_ERROR_CODES) this.clientErrorCells.set(code, this.clientErrors.cell(code));
     this.reloads.cell('success');
     this.reloads.cell('error');
+    for (const kind of ['timeout', 'error', 'unavailable', 'connection']) this.rateStoreErrors.cell(kind);
 
     const suppressed = opts.suppressedLogLines;
     if (suppressed !== undefined) {
@@ -316,6 +322,11 @@ export class Metrics implements ProxyEvents {
   configReloaded(result: ReloadResult): void {
     this.reloads.cell(result).value++;
     this.lastReload = result === 'success' ? { ok: true, successAtMs: Date.now() } : { ...this.lastReload, ok: false };
+  }
+
+  /** Counts a failure of the shared rate store. */
+  rateStoreError(kind: string): void {
+    this.rateStoreErrors.cell(kind).value++;
   }
 
   /** Admitted and refused totals of one lane since start (0 before its first request). */

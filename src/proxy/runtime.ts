@@ -26,8 +26,8 @@ import type { Clock, Random } from '../core/clock.js';
 import { createLimit } from '../core/limit/create.js';
 import type { Limit } from '../core/limit/limit.js';
 import { RouteGate, type InUse } from '../core/gate/gate.js';
-import { ClientRate } from '../core/limiter/client-rate.js';
 import { Limiter, type LimiterPolicy } from '../core/limiter/limiter.js';
+import { createRateStore, type RateStoreFailure, type RateStoreHandle } from '../ratestore/create.js';
 import { createPool } from './upstream.js';
 import { RouteTable, clientKeyFn, type ClassifyInput } from './routes.js';
 
@@ -58,7 +58,8 @@ export interface Runtime {
   readonly routes: readonly RouteRuntime[];
   readonly table: RouteTable<RouteRuntime>;
   readonly clientKey: (headers: ClassifyInput['headers'], ip: string) => string;
-  readonly clientRate: ClientRate | null;
+  /** clients.rate: local buckets or the shared store; null without a rate. */
+  readonly clientRate: RateStoreHandle | null;
 }
 
 export interface RuntimeDeps {
@@ -66,6 +67,8 @@ export interface RuntimeDeps {
   readonly random: Random;
   /** Builds a route's limit; default: the algorithm its `limit` config names (core/limit/create.ts). */
   readonly createLimit?: (route: RouteConfig) => Limit;
+  /** Told of every failure of the shared rate store (metrics, sampled log). */
+  readonly onRateStoreError?: (kind: RateStoreFailure, err?: unknown) => void;
   /** Told of every circuit breaker state change (metrics, logs). */
   readonly onBreakerState?: (route: RouteRuntime, state: BreakerStateName) => void;
 }
@@ -108,14 +111,14 @@ function newBreaker(cfg: RouteConfig, deps: RuntimeDeps): Breaker | null {
 /** What a route's gate shares with the rest of its config. */
 interface Shared {
   readonly config: Config;
-  readonly clientRate: ClientRate | null;
+  readonly clientRate: RateStoreHandle | null;
   readonly deps: RuntimeDeps;
 }
 
 function routeRuntime(cfg: RouteConfig, limiter: Limiter, pool: Pool, poolUse: PoolUse, breaker: Breaker | null, shared: Shared): RouteRuntime {
   const shadow = cfg.mode === 'shadow';
   const { clock, random } = shared.deps;
-  const gate = new RouteGate({ limiter, breaker, clientRate: shared.clientRate, shadow, use: poolUse, retryAfter: shared.config.retryAfter, clock, random });
+  const gate = new RouteGate({ limiter, breaker, clientRate: shared.clientRate?.store ?? null, shadow, use: poolUse, retryAfter: shared.config.retryAfter, clock, random });
   const route: RouteRuntime = {
     cfg,
     gate,
@@ -143,7 +146,7 @@ function createRouteRuntime(cfg: RouteConfig, shared: Shared): RouteRuntime {
   return routeRuntime(cfg, limiter, createPool(cfg), { active: 0 }, newBreaker(cfg, deps), shared);
 }
 
-function runtimeOf(config: Config, routes: RouteRuntime[], clientRate: ClientRate | null): Runtime {
+function runtimeOf(config: Config, routes: RouteRuntime[], clientRate: RateStoreHandle | null): Runtime {
   return {
     config,
     routes,
@@ -153,13 +156,18 @@ function runtimeOf(config: Config, routes: RouteRuntime[], clientRate: ClientRat
   };
 }
 
-function newClientRate(config: Config): ClientRate | null {
+function newClientRate(config: Config, deps: RuntimeDeps): RateStoreHandle | null {
   const rate = config.clients.rate;
-  return rate ? new ClientRate(rate.perSecond, rate.burst) : null;
+  return rate ? createRateStore(rate, { clock: deps.clock, random: deps.random, onError: deps.onRateStoreError }) : null;
+}
+
+/** Ends what a runtime holds outside the process (the shared rate store's connection). Pools are the caller's. */
+export async function closeRuntime(rt: Runtime): Promise<void> {
+  await rt.clientRate?.close();
 }
 
 export function createRuntime(config: Config, deps: RuntimeDeps): Runtime {
-  const shared: Shared = { config, clientRate: newClientRate(config), deps };
+  const shared: Shared = { config, clientRate: newClientRate(config, deps), deps };
   return runtimeOf(
     config,
     config.routes.map((r) => createRouteRuntime(r, shared)),
@@ -204,7 +212,7 @@ export function nextRuntime(prev: Runtime, config: Config, deps: RuntimeDeps): N
     config.clients.maxShare !== prev.config.clients.maxShare || !isDeepStrictEqual(config.retryAfter, prev.config.retryAfter);
   const reconfigure: (() => void)[] = [];
   // Buckets carry over while their parameters stay: a reload is no way around a rate limit.
-  const clientRate = isDeepStrictEqual(config.clients.rate, prev.config.clients.rate) ? prev.clientRate : newClientRate(config);
+  const clientRate = isDeepStrictEqual(config.clients.rate, prev.config.clients.rate) ? prev.clientRate : newClientRate(config, deps);
   const shared: Shared = { config, clientRate, deps };
 
   const routes = config.routes.map((cfg): RouteRuntime => {
@@ -241,5 +249,7 @@ export function nextRuntime(prev: Runtime, config: Config, deps: RuntimeDeps): N
 
   const runtime = runtimeOf(config, routes, clientRate);
   for (const apply of reconfigure) apply();
+  // A replaced shared store's connection ends; requests still waiting on it are answered by its local bucket.
+  if (clientRate !== prev.clientRate) void prev.clientRate?.close();
   return { runtime, retired, changes };
 }

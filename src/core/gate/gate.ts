@@ -9,6 +9,10 @@
  *   1. breaker      open (or half-open with its probes taken) → circuit_open
  *   2. deadline     a budget below 1 ms is already spent      → deadline
  *   3. client rate  no token left for this client             → client_rate
+ *                   (local buckets, or the quota shared in Redis: see
+ *                   ../rate/rate-store.ts; a Redis check that must wait
+ *                   makes the request a Queued whose fate comes within
+ *                   the store's timeoutMs, then the limiter decides)
  *   4. limiter      permit → Hold; a place in a lane queue → Queued;
  *                   queue_full, client_share, shed_batch, deadline (the
  *                   queue ahead cannot meet the budget)
@@ -35,9 +39,9 @@
  */
 import { REFUSED, type Breaker, type BreakerResult } from '../breaker.js';
 import type { Clock, Random } from '../clock.js';
-import type { ClientRate } from '../limiter/client-rate.js';
 import type { Limiter, Outcome, Permit, Ticket } from '../limiter/limiter.js';
 import { refusal, type Refusal } from '../limiter/refusal.js';
+import type { PendingRate, RateStore, RateVerdict } from '../rate/rate-store.js';
 import { openCircuitRetryAfter, retryAfterSeconds } from '../retry-after.js';
 import type { RetryAfterConfig } from '../../config/types.js';
 
@@ -56,6 +60,8 @@ export interface Hold {
   readonly deadline: number;
   /** Shadow mode: what enforce mode would have answered instead; null when it would have admitted. */
   readonly wouldRefuse: Refusal | null;
+  /** The client's rate after this request (for RateLimit headers); null without clients.rate. */
+  readonly rate: RateVerdict | null;
   /**
    * Ends the hold: the permit settles (success feeds an RTT sample, dropped
    * backs the limit off, ignore feeds nothing), the breaker learns `result`
@@ -81,8 +87,8 @@ export interface GateParts {
   readonly limiter: Limiter;
   /** null when the route's breaker is disabled. */
   readonly breaker: Breaker | null;
-  /** The per-client token buckets (shared by every route of a config), or null without clients.rate. */
-  readonly clientRate: ClientRate | null;
+  /** The per-client rate (shared by every route of a config: local buckets or the shared store), or null without clients.rate. */
+  readonly clientRate: RateStore | null;
   /** mode: shadow — decide and report, never refuse or queue. */
   readonly shadow: boolean;
   readonly use: InUse;
@@ -100,6 +106,7 @@ class GateHold implements Hold {
     private readonly admission: number,
     readonly deadline: number,
     readonly wouldRefuse: Refusal | null,
+    readonly rate: RateVerdict | null,
   ) {}
   get lane(): number {
     return this.permit.lane;
@@ -129,6 +136,7 @@ class GateQueued implements Queued {
     private readonly admission: number,
     private readonly deadline: number,
     private readonly enqueuedAt: number,
+    private readonly rate: RateVerdict | null,
   ) {}
 
   wait(later: Later): void {
@@ -154,7 +162,7 @@ class GateQueued implements Queued {
     if (this.ticket === null) return;
     this.ticket = null;
     let result: Hold | Refusal;
-    if (r.kind === 'permit') result = new GateHold(this.parts, r, this.admission, this.deadline, null);
+    if (r.kind === 'permit') result = new GateHold(this.parts, r, this.admission, this.deadline, null, this.rate);
     else {
       this.release();
       result = r;
@@ -167,6 +175,74 @@ class GateQueued implements Queued {
   private release(): void {
     if (this.admission !== REFUSED) (this.parts.breaker as Breaker).record(this.admission, 'ignore');
     this.parts.use.active--;
+  }
+}
+
+/**
+ * A request waiting for the shared rate store's verdict (at most its
+ * timeoutMs). It counts in `use.active` like a queued one; when the verdict
+ * comes, that count passes to what the gate decides next (a Hold, a place
+ * in a lane queue, or a refusal), and `queuedMs` covers both waits.
+ */
+class RateWait implements Queued {
+  readonly kind = 'queued' as const;
+  private later: Later | null = null;
+  private early: { result: Hold | Refusal; queuedMs: number } | null = null;
+  /** The lane queue it moved on to, once the verdict allowed it. */
+  private inner: Queued | null = null;
+  private state: 'waiting' | 'decided' | 'cancelled' = 'waiting';
+
+  constructor(
+    private readonly gate: RouteGate,
+    pending: PendingRate,
+    private readonly lane: number,
+    private readonly clientKey: string,
+    private readonly admission: number,
+    private readonly deadline: number,
+    private readonly startedAt: number,
+  ) {
+    void pending.verdict.then((v) => this.verdict(v));
+  }
+
+  wait(later: Later): void {
+    const e = this.early;
+    if (e === null) this.later = later;
+    else {
+      this.early = null;
+      later(e.result, e.queuedMs);
+    }
+  }
+
+  cancel(): number {
+    if (this.state === 'cancelled') return -1;
+    if (this.inner !== null) {
+      const waited = this.inner.cancel();
+      return waited < 0 ? -1 : this.gate.clock.now() - this.startedAt;
+    }
+    if (this.state === 'decided') return -1;
+    this.state = 'cancelled';
+    this.gate.release(this.admission);
+    return this.gate.clock.now() - this.startedAt;
+  }
+
+  private verdict(v: RateVerdict): void {
+    if (this.state !== 'waiting') return;
+    this.state = 'decided';
+    const now = this.gate.clock.now();
+    this.gate.use.active--;
+    const d = this.gate.decide(this.lane, this.clientKey, this.admission, this.deadline, this.gate.rateRefusal(v), v, now);
+    if (d.kind !== 'queued') {
+      this.deliver(d, now - this.startedAt);
+      return;
+    }
+    this.inner = d;
+    const rateMs = now - this.startedAt;
+    d.wait((result, queuedMs) => this.deliver(result, rateMs + queuedMs));
+  }
+
+  private deliver(result: Hold | Refusal, queuedMs: number): void {
+    if (this.later !== null) this.later(result, queuedMs);
+    else this.early = { result, queuedMs };
   }
 }
 
@@ -195,25 +271,58 @@ export class RouteGate {
     // Nothing can be served in less than a millisecond: the budget is already spent.
     const spent = budgetMs < 1;
     if (early === null && spent) early = refusal('deadline', retryAfterSeconds(0, p.retryAfter, p.random));
-    if (early === null && p.clientRate !== null) {
-      const wait = p.clientRate.take(clientKey, now);
-      if (wait > 0) early = refusal('client_rate', retryAfterSeconds(wait, p.retryAfter, p.random));
-    }
     const deadline = spent ? Infinity : now + budgetMs;
+    let rate: RateVerdict | null = null;
+    if (early === null && p.clientRate !== null) {
+      const v = p.clientRate.take(clientKey);
+      if (v.kind === 'pending') {
+        p.use.active++;
+        return new RateWait(this, v, lane, clientKey, admission, deadline, now);
+      }
+      rate = v;
+      early = this.rateRefusal(v);
+    }
+    return this.decide(lane, clientKey, admission, deadline, early, rate, now);
+  }
+
+  /** @internal Steps after the client rate: shadow's report, or the limiter. Takes over the breaker admission. */
+  decide(lane: number, clientKey: string, admission: number, deadline: number, early: Refusal | null, rate: RateVerdict | null, now: number): Hold | Queued | Refusal {
+    const p = this.parts;
     if (p.shadow) {
       const permit = p.limiter.acquireShadow(lane, clientKey, deadline);
       p.use.active++;
-      return new GateHold(p, permit, admission, deadline, early ?? permit.wouldRefuse);
+      return new GateHold(p, permit, admission, deadline, early ?? permit.wouldRefuse, rate);
     }
     if (early !== null) return this.refused(admission, early);
     let queued: GateQueued | null = null;
     const r = p.limiter.acquire(lane, clientKey, (later) => (queued as GateQueued).resolve(later), deadline);
     if (r.kind === 'refused') return this.refused(admission, r);
     p.use.active++;
-    if (r.kind === 'permit') return new GateHold(p, r, admission, deadline, null);
-    queued = new GateQueued(p, admission, deadline, now);
+    if (r.kind === 'permit') return new GateHold(p, r, admission, deadline, null, rate);
+    queued = new GateQueued(p, admission, deadline, now, rate);
     queued.ticket = r;
     return queued;
+  }
+
+  /** @internal The 429 for a client over its rate, or null. */
+  rateRefusal(v: RateVerdict): Refusal | null {
+    return v.kind === 'limited' ? refusal('client_rate', retryAfterSeconds(v.waitSeconds, this.parts.retryAfter, this.parts.random)) : null;
+  }
+
+  /** @internal A request that waited for the shared rate store and was then refused or left. */
+  release(admission: number): void {
+    if (admission !== REFUSED) (this.parts.breaker as Breaker).record(admission, 'ignore');
+    this.parts.use.active--;
+  }
+
+  /** @internal */
+  get clock(): Clock {
+    return this.parts.clock;
+  }
+
+  /** @internal */
+  get use(): InUse {
+    return this.parts.use;
   }
 
   private refused(admission: number, r: Refusal): Refusal {
