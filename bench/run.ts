@@ -6,7 +6,8 @@
  *                      finish and write its report; no speed is asserted).
  *                      Its report goes to bench/results/REPORT-quick.md unless --report says otherwise.
  *   --only LIST        comma-separated: cost (wrk: CPU per request, unloaded latency), overhead,
- *                      refusal, control (= overload, batch flood, capacity change), queue (fair queue cost)
+ *                      refusal, control (= overload, batch flood, capacity change), queue (fair queue cost),
+ *                      quota (Redis quota check cost; needs redis-server)
  *   --algorithm NAME   limit algorithm for the control scenarios (default: the config schema's default)
  *   --baseline DIR     another checkout of Sluice, built (DIR/dist/cli.js): the cost scenario
  *                      measures it in the same run, alternating, as "baseline" (before/after)
@@ -28,6 +29,7 @@ import { controlScenarios } from './control.js';
 import { costScenario } from './cost.js';
 import { ROOT, canPin, type Placement } from './processes.js';
 import { queueScenario } from './queueing.js';
+import { quotaScenario } from './quota.js';
 import { throughputScenarios } from './throughput.js';
 
 const { values } = parseArgs({
@@ -41,7 +43,7 @@ const { values } = parseArgs({
   },
 });
 
-const GROUPS = ['cost', 'overhead', 'refusal', 'control', 'queue'] as const;
+const GROUPS = ['cost', 'overhead', 'refusal', 'control', 'queue', 'quota'] as const;
 
 function git(args: string[]): string {
   try {
@@ -111,6 +113,7 @@ async function main(): Promise<void> {
     algorithm = c.algorithm;
   }
   if (only.includes('queue')) outputs.push(await queueScenario(ctx));
+  if (only.includes('quota')) outputs.push(await quotaScenario(ctx));
   await closeHttp();
 
   for (const o of outputs) writeFileSync(`${resultsDir}/${stamp}-${o.id}.json`, `${JSON.stringify(o.json, null, 1)}\n`);

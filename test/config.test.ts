@@ -85,7 +85,7 @@ test('a config with only a route gets every documented default', () => {
     log: { level: 'info', pretty: false },
     lanes: DEFAULT_LANES,
     classify: [],
-    clients: { key: { ip: true }, maxShare: 0.5, weights: {} },
+    clients: { key: { ip: true }, maxShare: 0.5, weights: {}, rateLimitHeaders: false },
     retryAfter: { minSeconds: 1, maxSeconds: 30, jitter: 0.2 },
     readiness: { maxBacklogSeconds: 10 },
     shutdown: { readinessGraceMs: 5000, drainTimeoutMs: 30000 },
@@ -139,13 +139,17 @@ test('config.example.yaml sets every key the schema knows', () => {
   // clients.key is either { header } or { ip: true }: the example sets one and shows the other in a comment.
   // Inside a route's policy keys and lane overrides the keys are those of `defaults:` and `lanes:`,
   // documented there; the routes need only show each such key once.
+  // clients.rate.store needs a Redis: the example shows it commented out (checked below).
   const exempt = (path: string[]) =>
-    path.join('.') === 'clients.key.ip' || (path[0] === 'routes' && path[2] !== 'match' && path.length > 3);
+    path.join('.') === 'clients.key.ip' ||
+    path.join('.').startsWith('clients.rate.store') ||
+    (path[0] === 'routes' && path[2] !== 'match' && path.length > 3);
   const missing = keyPaths(configSchema, [])
     .filter((path) => !exempt(path) && !present(example, path))
     .map((path) => path.join('.'));
   assert.deepEqual(missing, []);
   assert.match(text, /\{ ip: true \}/);
+  for (const key of ['store:', 'redis:', 'url:', 'timeoutMs:', 'prefix:', 'instances:']) assert.match(text, new RegExp(`^ *# *${key}`, 'm'), key);
 });
 
 test('config.example.yaml: routes, classify and clients as written', () => {
@@ -170,6 +174,7 @@ test('config.example.yaml: routes, classify and clients as written', () => {
     key: { header: 'x-api-key' },
     maxShare: 0.5,
     rate: { perSecond: 100, burst: 200 },
+    rateLimitHeaders: true,
     weights: { 'gold-tenant': 3 },
   });
 
@@ -306,7 +311,7 @@ test('normalisation: header names lower-cased, methods upper-cased, lanes resolv
     { lane: 'interactive', laneIndex: 0, when: { clientKeys: ['k1'] } },
   ]);
   // burst defaults to perSecond, but a bucket needs room for at least one token
-  assert.deepEqual(config.clients, { key: { header: 'x-api-key' }, maxShare: 0.5, rate: { perSecond: 0.5, burst: 1 }, weights: {} });
+  assert.deepEqual(config.clients, { key: { header: 'x-api-key' }, maxShare: 0.5, rate: { perSecond: 0.5, burst: 1 }, weights: {}, rateLimitHeaders: false });
   assert.deepEqual(config.routes[0]!.match, { pathPrefix: '/api', host: 'shop.example.com', methods: ['DELETE'] });
   assert.equal(config.routes[0]!.upstream, 'https://example.com:8443');
 });
@@ -625,6 +630,25 @@ test('fair queuing keys: lanes[].queue.fair (also per route) and clients.weights
     ['clients: { weights: { gold: 0 } }', 'x.yaml:1:29: clients.weights.gold: must be a number > 0 and <= 1000000'],
     ['clients: { weights: { gold: "3" } }', 'x.yaml:1:29: clients.weights.gold: must be a number > 0 and <= 1000000'],
     ['clients: { weights: [gold] }', 'x.yaml:1:21: clients.weights: must be a mapping of client key to weight'],
+  ];
+  for (const [line, expected] of cases) {
+    assert.deepEqual(problems(yaml(line, ...ROUTE)), [expected], line);
+  }
+});
+
+test('the shared rate store: defaults, and a clear error for a URL that is not Redis', () => {
+  const config = parseConfig(yaml('clients:', '  rate: { perSecond: 10, store: { redis: { url: "redis://10.0.0.5:6380/2" } } }', ...ROUTE), 'x.yaml');
+  assert.deepEqual(config.clients.rate, {
+    perSecond: 10,
+    burst: 10,
+    store: { redis: { url: 'redis://10.0.0.5:6380/2', timeoutMs: 20, prefix: 'sluice:rate:' }, instances: 1 },
+  });
+  const cases: [string, string][] = [
+    ['clients: { rate: { perSecond: 1, store: { redis: { url: "http://x:6379" } } } }', 'x.yaml:1:57: clients.rate.store.redis.url: must be a redis:// or rediss:// URL such as redis://127.0.0.1:6379'],
+    ['clients: { rate: { perSecond: 1, store: { redis: { url: "redis://x", timeoutMs: 0 } } } }', 'x.yaml:1:81: clients.rate.store.redis.timeoutMs: must be an integer between 1 and 10000'],
+    ['clients: { rate: { perSecond: 1, store: { redis: { url: "redis://x" }, instances: 0 } } }', 'x.yaml:1:83: clients.rate.store.instances: must be an integer between 1 and 100000'],
+    ['clients: { rate: { perSecond: 1, store: { instances: 2 } } }', 'x.yaml:1:41: clients.rate.store.redis: is required'],
+    ['clients: { rateLimitHeaders: 1 }', 'x.yaml:1:30: clients.rateLimitHeaders: must be true or false'],
   ];
   for (const [line, expected] of cases) {
     assert.deepEqual(problems(yaml(line, ...ROUTE)), [expected], line);
