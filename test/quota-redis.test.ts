@@ -4,7 +4,8 @@
  * its burst; Redis killed → both keep answering, each from its local bucket
  * at burst / instances, counted in sluice_rate_store_errors_total and
  * logged; Redis back → the quota is shared again. Counts are printed as
- * test diagnostics for the issue note.
+ * test diagnostics for the issue note. RateLimit headers carry the shared
+ * quota's count.
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
@@ -37,6 +38,7 @@ clients:
     store:
       redis: { url: ${redis.url}, timeoutMs: 20, prefix: "${prefix}" }
       instances: 2
+  rateLimitHeaders: true
 defaults:
   limit: { algorithm: fixed, initial: 100, min: 1, max: 100 }
 routes:
@@ -76,6 +78,11 @@ test('two instances sharing one Redis hold a tenant to its burst; Redis down →
     t.diagnostic(`shared quota: ${JSON.stringify(shared)} for 30 requests over 2 instances (burst ${BURST}; separate buckets would admit ${2 * BURST})`);
     assert.equal(shared[200], BURST);
     assert.equal(shared[429], 30 - BURST);
+    // The verdict from Redis rides on the response: what is left of the shared quota.
+    const first = await send(`${sluices[1]!.url}/items`, { headers: { 'x-api-key': 'tenant-h' } });
+    assert.equal(first.headers['ratelimit'], `"client";r=${BURST - 1};t=10`);
+    const second = await send(`${sluices[0]!.url}/items`, { headers: { 'x-api-key': 'tenant-h' } });
+    assert.equal(second.headers['ratelimit'], `"client";r=${BURST - 2};t=10`);
 
     await redis.kill();
     const down = await tenant(sluices, 'tenant-2', 30);

@@ -90,7 +90,7 @@ export function createAdmit(deps: AdmitDeps): Admit {
       const { reason, status, retryAfterSeconds } = r;
       log.warn({ requestId, route: route.cfg.name, lane: route.laneNames[lane], reason, status, retryAfterSeconds, suppressed }, 'request refused');
     }
-    answers.refusal(res, r, requestId, closing());
+    answers.refusal(res, r, requestId, closing(), deps.runtime().rateLimitPolicy);
   }
 
   /** Admitted (now or after the queue): reported, and its Exchange attached to the request for the forward plugin. */

@@ -43,7 +43,7 @@ import { CLIENT_FAULT, DEADLINE_FAULT, INTERNAL_FAULT, bodyFault, upstreamFault,
 import { stripRequestHopByHop, stripResponseHopByHop } from './headers.js';
 import type { Lifecycle } from './lifecycle.js';
 import { exchangeOf, type Exchange } from './request-ctx.js';
-import type { Answers } from './responses.js';
+import { addRateLimitHeaders, type Answers } from './responses.js';
 import type { Runtime } from './runtime.js';
 import { RouteDispatcher } from './upstream.js';
 
@@ -186,7 +186,11 @@ export async function forwardPlugin(app: FastifyInstance, opts: ForwardOptions):
         return headers;
       },
       rewriteHeaders: (headers, request) => {
-        if (request !== undefined) headers['x-request-id'] = exchangeOf(request.raw).requestId;
+        if (request !== undefined) {
+          const ex = exchangeOf(request.raw);
+          headers['x-request-id'] = ex.requestId;
+          if (ex.hold.rate !== null) addRateLimitHeaders(headers, opts.runtime().rateLimitPolicy, ex.hold.rate);
+        }
         stripResponseHopByHop(headers);
         // Admitted before the drain began: still, do not keep the connection.
         if (closing()) headers['connection'] = 'close';

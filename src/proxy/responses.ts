@@ -22,6 +22,8 @@
 import { randomUUID } from 'node:crypto';
 import { STATUS_CODES, type ServerResponse } from 'node:http';
 import type { Refusal } from '../core/limiter/refusal.js';
+import type { RateVerdict } from '../core/rate/gcra.js';
+import { appendListField, rateLimitField } from '../core/rate/headers.js';
 import { ERRORS, statusName, type ErrorCode } from './errors.js';
 
 /** What the prebuilt path sets on a ServerResponse (Node's own fields). */
@@ -62,17 +64,32 @@ function errorAnswer(code: ErrorCode): Prebuilt {
   return p;
 }
 
-// Reasons x whole seconds in [1, retryAfter.maxSeconds]: a few hundred entries at most.
+// Reasons x whole seconds in [1, retryAfter.maxSeconds] (x the RateLimit-Policy in force, for
+// client_rate with clients.rateLimitHeaders): a few hundred entries at most.
 const refusalAnswers = new Map<string, Prebuilt>();
-function refusalAnswer(r: Refusal): Prebuilt {
-  const key = r.reason + r.retryAfterSeconds;
+function refusalAnswer(r: Refusal, rateLimitPolicy: string | null): Prebuilt {
+  const policy = r.reason === 'client_rate' ? rateLimitPolicy : null;
+  const key = policy === null ? r.reason + r.retryAfterSeconds : `${r.reason}${r.retryAfterSeconds}|${policy}`;
   let p = refusalAnswers.get(key);
   if (p === undefined) {
     const body = JSON.stringify({ error: statusName(r.status), reason: r.reason, retryAfterSeconds: r.retryAfterSeconds });
-    p = prebuild(r.status, body, `retry-after: ${r.retryAfterSeconds}\r\n`);
+    // A rate refusal says the quota, and that none of it is left until Retry-After.
+    const rate = policy === null ? '' : `ratelimit-policy: ${policy}\r\nratelimit: ${rateLimitField(0, r.retryAfterSeconds)}\r\n`;
+    p = prebuild(r.status, body, `retry-after: ${r.retryAfterSeconds}\r\n${rate}`);
     refusalAnswers.set(key, p);
   }
   return p;
+}
+
+/**
+ * clients.rateLimitHeaders on an admitted response of a rate-limited client
+ * (`policy` null: off): our RateLimit-Policy and RateLimit items are added
+ * to whatever the upstream sent in those fields.
+ */
+export function addRateLimitHeaders(headers: Record<string, string | string[] | number | undefined>, policy: string | null, rate: RateVerdict): void {
+  if (policy === null) return;
+  headers['ratelimit-policy'] = appendListField(headers['ratelimit-policy'], policy);
+  headers['ratelimit'] = appendListField(headers['ratelimit'], rateLimitField(rate.remaining, rate.waitSeconds));
 }
 
 /** The Date line, rebuilt once a second (as Node's own cache does). */
@@ -97,9 +114,13 @@ export class Answers {
     this.keepAlive = `\r\nConnection: keep-alive${seconds > 0 ? `\r\nKeep-Alive: timeout=${seconds}` : ''}\r\n\r\n`;
   }
 
-  /** A refusal (503/429, Retry-After). `close`: ask the client to close the connection (draining). */
-  refusal(res: ServerResponse, r: Refusal, requestId: string, close: boolean): void {
-    this.write(res, refusalAnswer(r), requestId, close);
+  /**
+   * A refusal (503/429, Retry-After). `close`: ask the client to close the
+   * connection (draining). `rateLimitPolicy`: clients.rateLimitHeaders is on
+   * (a client_rate refusal then carries RateLimit-Policy and RateLimit).
+   */
+  refusal(res: ServerResponse, r: Refusal, requestId: string, close: boolean, rateLimitPolicy: string | null = null): void {
+    this.write(res, refusalAnswer(r, rateLimitPolicy), requestId, close);
   }
 
   /** An error answer in the JSON contract. */

@@ -27,6 +27,7 @@ import { createLimit } from '../core/limit/create.js';
 import type { Limit } from '../core/limit/limit.js';
 import { RouteGate, type InUse } from '../core/gate/gate.js';
 import { Limiter, type LimiterPolicy } from '../core/limiter/limiter.js';
+import { rateLimitPolicy } from '../core/rate/headers.js';
 import { createRateStore, type RateStoreFailure, type RateStoreHandle } from '../ratestore/create.js';
 import { createPool } from './upstream.js';
 import { RouteTable, clientKeyFn, type ClassifyInput } from './routes.js';
@@ -60,6 +61,8 @@ export interface Runtime {
   readonly clientKey: (headers: ClassifyInput['headers'], ip: string) => string;
   /** clients.rate: local buckets or the shared store; null without a rate. */
   readonly clientRate: RateStoreHandle | null;
+  /** The RateLimit-Policy value when clients.rateLimitHeaders is on (and there is a rate), else null. */
+  readonly rateLimitPolicy: string | null;
 }
 
 export interface RuntimeDeps {
@@ -153,6 +156,7 @@ function runtimeOf(config: Config, routes: RouteRuntime[], clientRate: RateStore
     table: new RouteTable(routes),
     clientKey: clientKeyFn(config.clients.key),
     clientRate,
+    rateLimitPolicy: config.clients.rate && config.clients.rateLimitHeaders ? rateLimitPolicy(config.clients.rate.perSecond, config.clients.rate.burst) : null,
   };
 }
 
