@@ -1,7 +1,7 @@
 /** The IETF RateLimit-Policy / RateLimit field values built from clients.rate and a rate verdict. */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { ClientRate } from '../src/core/limiter/client-rate.js';
+import { ClientRate } from '../src/core/rate/client-rate.js';
 import { appendListField, rateLimitField, rateLimitPolicy } from '../src/core/rate/headers.js';
 
 // One sf-list item: an sf-string and Integer parameters (RFC 9651 §3.1, §3.3.1, §3.3.3).

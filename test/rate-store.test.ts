@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ManualClock, seededRandom } from '../src/core/clock.js';
-import { ClientRate } from '../src/core/limiter/client-rate.js';
+import { ClientRate } from '../src/core/rate/client-rate.js';
 import { gcraStep, type RateVerdict } from '../src/core/rate/gcra.js';
 import { SharedRate, type PendingRate, type RateStoreErrorKind } from '../src/core/rate/rate-store.js';
 import { MemoryRemote } from './helpers/memory-remote.js';

@@ -125,19 +125,11 @@ class GateHold implements Hold {
   }
 }
 
-class GateQueued implements Queued {
+/** A queued request's fate, held until wait() names its receiver if it comes first. */
+abstract class Waiting {
   readonly kind = 'queued' as const;
-  ticket: Ticket | null = null;
   private later: Later | null = null;
-  /** A fate that arrived before wait() named its receiver. */
   private early: { result: Hold | Refusal; queuedMs: number } | null = null;
-  constructor(
-    private readonly parts: GateParts,
-    private readonly admission: number,
-    private readonly deadline: number,
-    private readonly enqueuedAt: number,
-    private readonly rate: RateVerdict | null,
-  ) {}
 
   wait(later: Later): void {
     const e = this.early;
@@ -146,6 +138,24 @@ class GateQueued implements Queued {
       this.early = null;
       later(e.result, e.queuedMs);
     }
+  }
+
+  protected deliver(result: Hold | Refusal, queuedMs: number): void {
+    if (this.later !== null) this.later(result, queuedMs);
+    else this.early = { result, queuedMs };
+  }
+}
+
+class GateQueued extends Waiting implements Queued {
+  ticket: Ticket | null = null;
+  constructor(
+    private readonly parts: GateParts,
+    private readonly admission: number,
+    private readonly deadline: number,
+    private readonly enqueuedAt: number,
+    private readonly rate: RateVerdict | null,
+  ) {
+    super();
   }
 
   cancel(): number {
@@ -167,9 +177,7 @@ class GateQueued implements Queued {
       this.release();
       result = r;
     }
-    const queuedMs = this.parts.clock.now() - this.enqueuedAt;
-    if (this.later !== null) this.later(result, queuedMs);
-    else this.early = { result, queuedMs };
+    this.deliver(result, this.parts.clock.now() - this.enqueuedAt);
   }
 
   private release(): void {
@@ -184,10 +192,7 @@ class GateQueued implements Queued {
  * comes, that count passes to what the gate decides next (a Hold, a place
  * in a lane queue, or a refusal), and `queuedMs` covers both waits.
  */
-class RateWait implements Queued {
-  readonly kind = 'queued' as const;
-  private later: Later | null = null;
-  private early: { result: Hold | Refusal; queuedMs: number } | null = null;
+class RateWait extends Waiting implements Queued {
   /** The lane queue it moved on to, once the verdict allowed it. */
   private inner: Queued | null = null;
   private state: 'waiting' | 'decided' | 'cancelled' = 'waiting';
@@ -201,16 +206,8 @@ class RateWait implements Queued {
     private readonly deadline: number,
     private readonly startedAt: number,
   ) {
+    super();
     void pending.verdict.then((v) => this.verdict(v));
-  }
-
-  wait(later: Later): void {
-    const e = this.early;
-    if (e === null) this.later = later;
-    else {
-      this.early = null;
-      later(e.result, e.queuedMs);
-    }
   }
 
   cancel(): number {
@@ -238,11 +235,6 @@ class RateWait implements Queued {
     this.inner = d;
     const rateMs = now - this.startedAt;
     d.wait((result, queuedMs) => this.deliver(result, rateMs + queuedMs));
-  }
-
-  private deliver(result: Hold | Refusal, queuedMs: number): void {
-    if (this.later !== null) this.later(result, queuedMs);
-    else this.early = { result, queuedMs };
   }
 }
 

@@ -12,7 +12,7 @@
  *   now >= allowAt: allowed, TAT := tat + T
  *   now <  allowAt: refused, TAT unchanged; retry in allowAt - now
  *
- * It is exactly the token bucket of ../limiter/client-rate.ts (a bucket of
+ * It is exactly the token bucket of ./client-rate.ts (a bucket of
  * `burst` refilled at perSecond): tokens = burst - (tat - now) / T, so
  * "allowed" is "tokens >= 1", what remains after the request is
  * floor(tokens - 1), and the wait of a refused one is (1 - tokens) * T.

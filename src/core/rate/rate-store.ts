@@ -30,7 +30,7 @@
  * (with its own backoff); while it is not ready, step 2 applies.
  */
 import type { Clock, Random } from '../clock.js';
-import { ClientRate } from '../limiter/client-rate.js';
+import { ClientRate } from './client-rate.js';
 import { limited, type RateVerdict } from './gcra.js';
 
 export type { RateVerdict } from './gcra.js';

@@ -3,14 +3,14 @@
  * of `burst`; a request takes one. A refused request learns how long until
  * its next token, which becomes its Retry-After.
  *
- * The same decisions as GCRA (../rate/gcra.ts), which the shared store in
+ * The same decisions as GCRA (./gcra.ts), which the shared store in
  * Redis runs; this one is local to the process.
  *
  * Memory stays bounded by activity, not by the number of keys ever seen: a
  * bucket that has refilled completely carries no information, so sweeps
  * (amortised: when the map has doubled since the last one) delete it.
  */
-import { allowed, limited, type RateVerdict } from '../rate/gcra.js';
+import { allowed, limited, type RateVerdict } from './gcra.js';
 
 export class ClientRate {
   private readonly buckets = new Map<string, { tokens: number; at: number }>();
