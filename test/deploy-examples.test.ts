@@ -87,4 +87,11 @@ test('deploy/kubernetes/sidecar.yaml: a valid policy, probes and ports that matc
   assert.ok(Number(preStop[1]) >= drainSeconds, `app preStop sleep ${preStop[1]} s covers the drain (${drainSeconds} s)`);
   assert.ok(pod.terminationGracePeriodSeconds >= Number(preStop[1]) + 5, 'the grace period leaves the app time to stop');
   assert.equal(sluice.securityContext.runAsNonRoot, true);
+
+  // Memory from what was measured (the manifest's comment): a request above the 125 MiB peak
+  // RSS under overload, a limit with room above it; no CPU limit to throttle the shedder.
+  const mib = (q: string) => Number(/^(\d+)Mi$/.exec(q)?.[1] ?? NaN);
+  assert.ok(mib(sluice.resources.requests.memory) >= 125, `memory request ${sluice.resources.requests.memory}`);
+  assert.ok(mib(sluice.resources.limits.memory) >= 1.5 * mib(sluice.resources.requests.memory), `memory limit ${sluice.resources.limits.memory}`);
+  assert.equal(sluice.resources.limits.cpu, undefined);
 });
