@@ -110,5 +110,23 @@ export function record(res, lane, extraTags) {
   return 'refused';
 }
 
+/**
+ * The trend statistics k6 prints in its end-of-test summary: p(99) included,
+ * since the latency thresholds are on p(99) (k6's default stops at p(95)).
+ */
+export const SUMMARY_TREND_STATS = ['avg', 'min', 'med', 'max', 'p(90)', 'p(95)', 'p(99)'];
+
+/**
+ * A `dropped_iterations` threshold: at most `share` of the `planned` arrivals
+ * may be dropped. k6 drops an arrival when every VU is busy; past that share
+ * the load was not what the script says, and its other thresholds mean little.
+ * @param {number} share
+ * @param {number} planned
+ * @returns {string}
+ */
+export function droppedAtMost(share, planned) {
+  return 'count<=' + Math.floor(share * planned);
+}
+
 /** Successes and Sluice's refusals are expected answers; everything else counts in http_req_failed. */
 export const EXPECTED = http.expectedStatuses(200, 429, 503);

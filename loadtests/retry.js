@@ -10,11 +10,13 @@
 import http from 'k6/http';
 import { sleep } from 'k6';
 import { Rate, Trend } from 'k6/metrics';
-import { BASE_URL, CAPACITY, EXPECTED, laneParams, record, retryAfterSeconds } from './lib.js';
+import { BASE_URL, CAPACITY, EXPECTED, SUMMARY_TREND_STATS, droppedAtMost, laneParams, record, retryAfterSeconds } from './lib.js';
 
 const MAX_ATTEMPTS = 8;
 const CALM = Math.max(1, Math.round(CAPACITY * 0.3));
 const BURST = Math.round(CAPACITY * 2);
+/** Arrivals planned by the stages below: 5 s calm, 1 s ramp, 3 s burst, 1 s ramp, 20 s calm. */
+const PLANNED = 5 * CALM + (CALM + BURST) / 2 + 3 * BURST + (BURST + CALM) / 2 + 20 * CALM;
 
 /** The first attempt of a request was refused (the burst really overloaded the route). */
 const firstRefused = new Rate('first_attempt_refused');
@@ -27,14 +29,17 @@ const attempts = new Trend('attempts');
 
 /** @type {import('k6/options').Options} */
 export const options = {
+  summaryTrendStats: SUMMARY_TREND_STATS,
   scenarios: {
     clients: {
       executor: 'ramping-arrival-rate',
       exec: 'client',
       startRate: CALM,
       timeUnit: '1s',
-      // Refused clients sleep between attempts, so they hold VUs for a while.
-      preAllocatedVUs: 100,
+      // Refused clients sleep between attempts (Retry-After x 1..2, up to 8 attempts), so they
+      // hold VUs for seconds; all are allocated before the start, since VUs created mid-test
+      // come too late and arrivals without a free VU are dropped.
+      preAllocatedVUs: 1000,
       maxVUs: 1000,
       stages: [
         { target: CALM, duration: '5s' },
@@ -51,6 +56,8 @@ export const options = {
     first_attempt_refused: ['rate>0.02'],
     retry_ok: ['rate>0.5'],
     recovered: ['rate>0.95'],
+    // The clients arrived as planned (at most 1% of arrivals dropped for want of a VU).
+    dropped_iterations: [droppedAtMost(0.01, PLANNED)],
   },
 };
 

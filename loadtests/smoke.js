@@ -6,12 +6,13 @@
 
 import http from 'k6/http';
 import { check } from 'k6';
-import { BASE_URL, CAPACITY, laneParams, record } from './lib.js';
+import { BASE_URL, CAPACITY, SUMMARY_TREND_STATS, laneParams, record } from './lib.js';
 
 const RATE = Math.max(1, Math.round(CAPACITY * 0.1)); // per lane, requests per second
 
 /** @type {import('k6/options').Options} */
 export const options = {
+  summaryTrendStats: SUMMARY_TREND_STATS,
   scenarios: {
     interactive: {
       executor: 'constant-arrival-rate',
@@ -37,8 +38,10 @@ export const options = {
     http_req_failed: ['rate==0'],
     checks: ['rate==1'],
     success: ['rate==1'],
-    'http_req_duration{lane:interactive}': ['p(99)<300'],
-    'http_req_duration{lane:batch}': ['p(99)<300'],
+    // Nothing waits at 0.2x capacity: the upstream's 50 ms service time, plus scheduling on a
+    // busy machine (p(99) was 60 ms with the 2 cores at a load average of 5.5).
+    'http_req_duration{lane:interactive}': ['p(99)<150'],
+    'http_req_duration{lane:batch}': ['p(99)<150'],
     dropped_iterations: ['count==0'],
   },
 };

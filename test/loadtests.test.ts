@@ -116,7 +116,7 @@ const refuse =
 const badRefusal: Responder = (method, url) => (url === CONTROL_URL ? ok(method, url, null) : { status: 503, body: 'Service Unavailable' });
 
 interface Script {
-  options: { scenarios: Record<string, { exec?: string }>; thresholds: Record<string, string[]> };
+  options: { scenarios: Record<string, { exec?: string }>; thresholds: Record<string, string[]>; summaryTrendStats?: string[] };
   setup?: () => unknown;
   teardown?: (data: unknown) => void;
   [fn: string]: unknown;
@@ -186,6 +186,9 @@ for (const name of ['smoke.js', 'spike.js', 'batch-flood.js', 'upstream-slowdown
     const s = await load(name);
     assert.ok(Object.keys(s.options.scenarios).length > 0);
     checkThresholds(s, runAll(s, [ok, refuse(503), refuse(429), badRefusal]));
+    // The summary prints the percentile the latency thresholds use; arrivals k6 could not start are bounded.
+    assert.ok(s.options.summaryTrendStats?.includes('p(99)'), 'summaryTrendStats includes p(99)');
+    assert.match(s.options.thresholds['dropped_iterations']?.[0] ?? '', /^count(==|<=|<)\d+$/, 'a dropped_iterations threshold');
 
     // Answered 200: counted as success, no refusal recorded.
     const served = runAll(s, [ok]);
