@@ -150,7 +150,7 @@ async function throughProxy(ctx: BenchContext, redis: TestRedis): Promise<ProxyR
     procs.push(shared);
     const rounds = ctx.quick ? 2 : 6;
     const durationMs = ctx.quick ? 1500 : 5000;
-    const rate = ctx.quick ? 400 : 1000;
+    const rate = ctx.quick ? 300 : 500;
     await Promise.all([proxyRound(ctx, 'local', local, 0, 1000, rate), proxyRound(ctx, 'redis', shared, 0, 1000, rate)]);
     const rows: ProxyRow[] = [];
     for (let i = 1; i <= rounds; i++) {
