@@ -627,8 +627,8 @@ test('fair queuing keys: lanes[].queue.fair (also per route) and clients.weights
   assert.deepEqual(config.clients.weights, { gold: 4, slow: 0.5 });
   const cases: [string, string][] = [
     ['lanes: [{ name: a, queue: { fair: yes } }]', 'x.yaml:1:35: lanes.0.queue.fair: must be true or false'],
-    ['clients: { weights: { gold: 0 } }', 'x.yaml:1:29: clients.weights.gold: must be a number > 0 and <= 1000000'],
-    ['clients: { weights: { gold: "3" } }', 'x.yaml:1:29: clients.weights.gold: must be a number > 0 and <= 1000000'],
+    ['clients: { weights: { gold: 0 } }', 'x.yaml:1:29: clients.weights.gold: must be a number between 0.01 and 10000'],
+    ['clients: { weights: { gold: "3" } }', 'x.yaml:1:29: clients.weights.gold: must be a number between 0.01 and 10000'],
     ['clients: { weights: [gold] }', 'x.yaml:1:21: clients.weights: must be a mapping of client key to weight'],
   ];
   for (const [line, expected] of cases) {

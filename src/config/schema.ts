@@ -286,7 +286,10 @@ const clientsSchema = obj({
   }).optional(),
   rateLimitHeaders: bool().default(false),
   // A client's share of its turns in a fair lane, relative to weight 1 (every unlisted client).
-  weights: z.record(text(), num('> 0 and <= 1000000', (n) => n > 0 && n <= 1_000_000), { error: unlessMissing('must be a mapping of client key to weight') }).default(() => ({})),
+  // Turns are whole requests, so weights below 1 scale everyone else's turn up (at most 100x).
+  weights: z
+    .record(text(), num('between 0.01 and 10000', (n) => n >= 0.01 && n <= 10_000), { error: unlessMissing('must be a mapping of client key to weight') })
+    .default(() => ({})),
 });
 
 // ---------------------------------------------------------------- routes, top level
