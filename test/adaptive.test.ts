@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Agent, request } from 'undici';
 import { startCapacityUpstream } from '../src/demo/upstream.js';
-import type { RouteState } from '../src/observability/admin.js';
+import type { RouteState } from '../src/observability/state.js';
 import { eventually, refusalOf, send, startSluice } from './helpers/sluice.js';
 import { startUpstream } from './helpers/upstream.js';
 

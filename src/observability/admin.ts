@@ -14,57 +14,11 @@
  */
 import fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import type { ReloadResult } from '../app.js';
-import type { BreakerSnapshot } from '../core/breaker.js';
 import { systemClock, type Clock, type Timer } from '../core/clock.js';
 import { History, sampleEvery, type RouteTotals, type Snapshot } from './history.js';
 import { LIVE_PAGE } from './live-page.js';
 import type { NotReady } from './readiness.js';
-
-export interface LaneState {
-  readonly name: string;
-  readonly inflight: number;
-  readonly queued: number;
-  readonly oldestQueuedMs: number;
-  readonly maxSlots: number;
-  readonly minSlots: number;
-  /** Requests admitted in this lane since start. */
-  readonly admitted: number;
-  /** Requests refused in this lane since start. */
-  readonly refused: number;
-}
-
-export interface RouteState {
-  readonly name: string;
-  readonly upstream: string;
-  readonly algorithm: string;
-  readonly limit: number;
-  /** The configured bounds of the limit (limit.min, limit.max). */
-  readonly limitMin: number;
-  readonly limitMax: number;
-  readonly inflight: number;
-  readonly queued: number;
-  /** The shed state: while `overloaded`, lanes after the first are refused at the door. */
-  readonly state: 'normal' | 'overloaded';
-  /** The shed signal: p90 queue wait of the last closed window (ms). */
-  readonly queueWaitP90Ms: number;
-  /** The limit's RTT estimates (ms): the last window's and the no-queueing baseline; null when not measured. */
-  readonly rtt: { readonly recentMs: number | null; readonly baselineMs: number | null };
-  readonly completionsPerSecond: number;
-  /** Estimated seconds to drain the queues (queued / completion rate); null when nothing completes while requests wait. */
-  readonly backlogSeconds: number | null;
-  /** null when the route's breaker is disabled. */
-  readonly circuitBreaker: BreakerSnapshot | null;
-  /** Connections open to the route's upstream (its pool's, idle keep-alives included). */
-  readonly upstreamConnections: number;
-  readonly lanes: readonly LaneState[];
-}
-
-export interface AdminState {
-  readonly ready: boolean;
-  readonly draining: boolean;
-  readonly routes: readonly RouteState[];
-}
+import type { AdminState, ReloadResult } from './state.js';
 
 export interface AdminOptions {
   readonly logger: Logger;

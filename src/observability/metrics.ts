@@ -27,7 +27,7 @@ import { REFUSAL_STATUS, type Refusal, type RefusalReason } from '../core/limite
 import { CLIENT_ERROR_CODES, ERROR_CODES, ERRORS, type ErrorCode } from '../proxy/errors.js';
 import type { ProxyEvents } from '../proxy/events.js';
 import type { RouteRuntime } from '../proxy/runtime.js';
-import type { RouteState } from './admin.js';
+import type { RouteState } from './state.js';
 import { CounterFamily, HistogramFamily, type CounterCell, type HistogramCell } from './families.js';
 import type { HistogramTotals, RouteTotals } from './history.js';
 

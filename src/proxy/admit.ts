@@ -13,7 +13,7 @@
  * A request that holds or waits for something gets one 'close' listener on
  * its response, the single point where its state ends: a queued request
  * leaves its queue (the client left), an admitted one settles its hold
- * (./forward.ts settle). It fires exactly once per response, whether it
+ * (./settle.ts). It fires exactly once per response, whether it
  * finished, the client left, or the upstream broke.
  *
  * Shadow routes: the gate admits everything; a would-be refusal is reported
@@ -28,12 +28,12 @@ import { retryAfterSeconds } from '../core/retry-after.js';
 import { parseBudgetMs } from './deadline.js';
 import type { ErrorCode } from './errors.js';
 import type { ProxyEvents } from './events.js';
-import { settle } from './forward.js';
 import type { Lifecycle } from './lifecycle.js';
 import { ANSWERED, Exchange, type FrontRequest, type RequestState } from './request-ctx.js';
 import type { Answers } from './responses.js';
 import { classify, isAmbiguousPath, pathOf } from './routes.js';
 import type { RouteRuntime, Runtime } from './runtime.js';
+import { settle, type SettleDeps } from './settle.js';
 
 /** The methods Sluice forwards; anything else (TRACE, WebDAV...) is answered 405. CONNECT never gets here. */
 export const PROXIED_METHODS: readonly string[] = ['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT', 'OPTIONS'];
@@ -59,7 +59,7 @@ export interface AdmitDeps {
   readonly forward: (req: IncomingMessage, res: ServerResponse) => void;
 }
 
-/** The state of one request that holds or waits for something, and its single end. */
+/** A queued request's state, and its single end. */
 class Pending {
   state: RequestState;
   constructor(
@@ -71,102 +71,122 @@ class Pending {
   }
 }
 
-export type Admit = (req: IncomingMessage, res: ServerResponse, requestId: string) => void;
+/** What admission learned of a request that matched a route. */
+interface Matched {
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  readonly route: RouteRuntime;
+  readonly lane: number;
+  readonly requestId: string;
+}
 
-export function createAdmit(deps: AdmitDeps): Admit {
-  const { lifecycle, events, answers, log } = deps;
-  const settleDeps = { events, log };
-  const closing = () => lifecycle.phase !== 'serving';
+export class Admission {
+  private readonly settleDeps: SettleDeps;
 
-  function clientError(res: ServerResponse, code: ErrorCode, requestId: string): void {
-    events.onClientError?.(code);
-    answers.error(res, code, requestId, closing());
+  constructor(private readonly deps: AdmitDeps) {
+    this.settleDeps = { events: deps.events, log: deps.log };
   }
 
-  function refuse(res: ServerResponse, route: RouteRuntime, lane: number, r: Refusal, requestId: string, queuedMs?: number): void {
-    events.onRefused?.(route, lane, r, queuedMs);
-    const suppressed = deps.refusalLog.admit();
-    if (suppressed >= 0) {
-      const { reason, status, retryAfterSeconds } = r;
-      log.warn({ requestId, route: route.cfg.name, lane: route.laneNames[lane], reason, status, retryAfterSeconds, suppressed }, 'request refused');
-    }
-    answers.refusal(res, r, requestId, closing(), deps.runtime().rateLimitPolicy);
-  }
-
-  /** Admitted (now or after the queue): reported, and its Exchange attached to the request for the forward plugin. */
-  function admitted(req: IncomingMessage, route: RouteRuntime, lane: number, hold: Hold, requestId: string): Exchange {
-    const r = hold.wouldRefuse;
-    if (r === null) events.onAdmitted?.(route, lane, hold.queuedMs);
-    else {
-      events.onShadowRefused?.(route, lane, r);
-      const suppressed = deps.shadowLog.admit();
-      if (suppressed >= 0) {
-        log.info({ requestId, route: route.cfg.name, lane: route.laneNames[lane], reason: r.reason, status: r.status, shadow: true, suppressed }, 'would refuse');
-      }
-    }
-    const ex = new Exchange(route, lane, requestId, hold);
-    (req as FrontRequest).exchange = ex;
-    return ex;
-  }
-
-  function onClose(p: Pending, res: ServerResponse): void {
-    const s = p.state;
-    p.state = ANSWERED;
-    if (s.kind === 'queued') {
-      // The client left while queued: it leaves the queue now and is never forwarded.
-      const waited = s.queued.cancel();
-      if (waited >= 0) events.onAbandoned?.(p.route, p.lane, waited);
-    } else if (s.kind === 'admitted') {
-      settle(s, res, settleDeps);
-    }
-  }
-
-  /** The caller's budget from the route's deadline header: Infinity without one, NaN when malformed. */
-  function budgetOf(route: RouteRuntime, req: IncomingMessage): number {
-    const dl = route.cfg.deadline;
-    const value = dl === undefined ? undefined : req.headers[dl.header];
-    return value === undefined ? Infinity : parseBudgetMs(value, (dl as NonNullable<typeof dl>).format);
-  }
-
-  return function admit(req, res, requestId) {
+  /** Admission for one request: answered here, or forwarded (now or after its queue). */
+  admit(req: IncomingMessage, res: ServerResponse, requestId: string): void {
     // RFC 9112 §3.2: an HTTP/1.1 request without Host is a 400.
-    if (req.headers.host === undefined && req.httpVersionMinor === 1 && req.httpVersionMajor === 1) return clientError(res, 'bad_request', requestId);
+    if (req.headers.host === undefined && req.httpVersionMinor === 1 && req.httpVersionMajor === 1) return this.clientError(res, 'bad_request', requestId);
     const method = req.method ?? 'GET';
-    if (!PROXIED.has(method)) return clientError(res, 'method_not_allowed', requestId);
+    if (!PROXIED.has(method)) return this.clientError(res, 'method_not_allowed', requestId);
     const path = pathOf(req.url ?? '/');
-    if (isAmbiguousPath(path)) return clientError(res, 'bad_path', requestId);
-    const rt = deps.runtime();
+    if (isAmbiguousPath(path)) return this.clientError(res, 'bad_path', requestId);
+    const rt = this.deps.runtime();
     const route = rt.table.match(method, req.headers.host, path);
-    if (route === undefined) return clientError(res, 'no_route', requestId);
+    if (route === undefined) return this.clientError(res, 'no_route', requestId);
     const clientKey = rt.clientKey(req.headers, req.socket.remoteAddress ?? '');
-    const lane = classify(rt.config.classify, { method, path, headers: req.headers, clientKey });
-    const phase = lifecycle.phase;
+    const m: Matched = { req, res, route, lane: classify(rt.config.classify, { method, path, headers: req.headers, clientKey }), requestId };
+    const phase = this.deps.lifecycle.phase;
     if (phase === 'closing' || phase === 'expired') {
       // The instance is going away: another one can take the retry at once.
-      return refuse(res, route, lane, refusal('draining', retryAfterSeconds(0, rt.config.retryAfter, deps.random)), requestId);
+      return this.refuse(m, refusal('draining', retryAfterSeconds(0, rt.config.retryAfter, this.deps.random)));
     }
     const budget = budgetOf(route, req);
-    if (Number.isNaN(budget)) return clientError(res, 'bad_deadline', requestId);
+    if (Number.isNaN(budget)) return this.clientError(res, 'bad_deadline', requestId);
+    const entry = route.gate.enter(m.lane, clientKey, budget);
+    if (entry.kind === 'refused') this.refuse(m, entry);
+    else if (entry.kind === 'hold') this.forward(m, entry);
+    else this.wait(m, entry);
+  }
 
-    const entry = route.gate.enter(lane, clientKey, budget);
-    if (entry.kind === 'refused') return refuse(res, route, lane, entry, requestId);
-    if (entry.kind === 'hold') {
-      const ex = admitted(req, route, lane, entry, requestId);
-      res.once('close', () => settle(ex, res, settleDeps));
-      deps.forward(req, res);
-      return;
-    }
-    const p = new Pending(route, lane, entry);
-    res.once('close', () => onClose(p, res));
-    entry.wait((later, queuedMs) => {
+  private forward(m: Matched, hold: Hold): void {
+    const ex = this.admitted(m, hold);
+    m.res.once('close', () => settle(ex, m.res, this.settleDeps));
+    this.deps.forward(m.req, m.res);
+  }
+
+  private wait(m: Matched, queued: Queued): void {
+    const p = new Pending(m.route, m.lane, queued);
+    m.res.once('close', () => this.onClose(p, m.res));
+    queued.wait((later, queuedMs) => {
       if (p.state.kind !== 'queued') return;
       if (later.kind === 'refused') {
         p.state = ANSWERED;
-        refuse(res, route, lane, later, requestId, queuedMs);
+        this.refuse(m, later, queuedMs);
       } else {
-        p.state = admitted(req, route, lane, later, requestId);
-        deps.forward(req, res);
+        p.state = this.admitted(m, later);
+        this.deps.forward(m.req, m.res);
       }
     });
-  };
+  }
+
+  /** The single end of a queued request's state: it leaves the queue (the client left), or its exchange settles. */
+  private onClose(p: Pending, res: ServerResponse): void {
+    const s = p.state;
+    p.state = ANSWERED;
+    if (s.kind === 'queued') {
+      const waited = s.queued.cancel();
+      if (waited >= 0) this.deps.events.onAbandoned?.(p.route, p.lane, waited);
+    } else if (s.kind === 'admitted') {
+      settle(s, res, this.settleDeps);
+    }
+  }
+
+  /** Admitted (now or after the queue): reported, and its Exchange attached to the request for the forward plugin. */
+  private admitted(m: Matched, hold: Hold): Exchange {
+    const { route, lane, requestId } = m;
+    const r = hold.wouldRefuse;
+    if (r === null) this.deps.events.onAdmitted?.(route, lane, hold.queuedMs);
+    else {
+      this.deps.events.onShadowRefused?.(route, lane, r);
+      const suppressed = this.deps.shadowLog.admit();
+      if (suppressed >= 0) {
+        this.deps.log.info({ requestId, route: route.cfg.name, lane: route.laneNames[lane], reason: r.reason, status: r.status, shadow: true, suppressed }, 'would refuse');
+      }
+    }
+    const ex = new Exchange(route, lane, requestId, hold);
+    (m.req as FrontRequest).exchange = ex;
+    return ex;
+  }
+
+  private refuse(m: Matched, r: Refusal, queuedMs?: number): void {
+    const { route, lane, requestId } = m;
+    this.deps.events.onRefused?.(route, lane, r, queuedMs);
+    const suppressed = this.deps.refusalLog.admit();
+    if (suppressed >= 0) {
+      const { reason, status, retryAfterSeconds } = r;
+      this.deps.log.warn({ requestId, route: route.cfg.name, lane: route.laneNames[lane], reason, status, retryAfterSeconds, suppressed }, 'request refused');
+    }
+    this.deps.answers.refusal(m.res, r, requestId, this.closing(), this.deps.runtime().rateLimitPolicy);
+  }
+
+  private clientError(res: ServerResponse, code: ErrorCode, requestId: string): void {
+    this.deps.events.onClientError?.(code);
+    this.deps.answers.error(res, code, requestId, this.closing());
+  }
+
+  private closing(): boolean {
+    return this.deps.lifecycle.phase !== 'serving';
+  }
+}
+
+/** The caller's budget from the route's deadline header: Infinity without one, NaN when malformed. */
+function budgetOf(route: RouteRuntime, req: IncomingMessage): number {
+  const dl = route.cfg.deadline;
+  const value = dl === undefined ? undefined : req.headers[dl.header];
+  return value === undefined ? Infinity : parseBudgetMs(value, (dl as NonNullable<typeof dl>).format);
 }

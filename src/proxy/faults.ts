@@ -70,6 +70,9 @@ export const FAULTS: Readonly<Record<string, Fault>> = {
 };
 
 export const DEADLINE_FAULT = FAULTS['(deadline)'] as Fault;
+
+/** The abort reason of an exchange whose caller's budget ran out before the upstream's headers. */
+export const DEADLINE_ABORT = new Error("the caller's deadline passed before the upstream answered");
 export const INTERNAL_FAULT = FAULTS['(internal)'] as Fault;
 export const CLIENT_FAULT = FAULTS['(client)'] as Fault;
 

@@ -30,7 +30,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { ServerConfig } from '../config/types.js';
-import { createAdmit, type AdmitDeps } from './admit.js';
+import { Admission, type AdmitDeps } from './admit.js';
 import type { ErrorCode } from './errors.js';
 import type { ProxyEvents } from './events.js';
 import { FrontRequest, exchangeOf, type Exchange } from './request-ctx.js';
@@ -80,7 +80,7 @@ export function frontServer(opts: FrontOptions): (handler: Handler) => http.Serv
   const { events, log } = opts;
   const s = opts.server;
   return (handler) => {
-    const admit = createAdmit({ ...opts.admit, forward: handler });
+    const admission = new Admission({ ...opts.admit, forward: handler });
     const server = http.createServer(
       {
         headersTimeout: s.headersTimeoutMs,
@@ -91,7 +91,7 @@ export function frontServer(opts: FrontOptions): (handler: Handler) => http.Serv
         requireHostHeader: false,
         IncomingMessage: FrontRequest,
       },
-      (req, res) => admit(req, res, requestIdOf(req)),
+      (req, res) => admission.admit(req, res, requestIdOf(req)),
     );
     server.keepAliveTimeout = s.keepAliveTimeoutMs;
 

@@ -1,24 +1,11 @@
 /**
- * The proxy's view of one loaded config: the route table with a limiter and
- * a connection pool per route, the classifier and the per-client rate
- * buckets. Built once per config; the hot path only reads it.
- *
- * A reload builds the next Runtime from the previous one (nextRuntime) and
- * the proxy swaps to it between two requests. Requests hold the RouteRuntime
- * they were admitted under, so they finish under the config they started
- * with. What carries over for a route that keeps its name:
- *   limiter   the same object, reconfigured in place: its limit (unless the
- *             limit config changed), in-flight, queues and per-client counts
- *             stay, so a reload never lets a route exceed its limit;
- *   pool      the same, unless the upstream or its timeouts changed;
- *   breaker   the same (its state and backoff), unless the upstream or the
- *             circuitBreaker config changed;
- *   metrics   routes are named the same, so counters continue.
- * A removed route leaves the table (no new requests) and finishes what it
- * holds; its pool, like a replaced one, is retired: it closes once no request
- * that may still use it remains (PoolUse.active reaches 0).
+ * The proxy's view of one loaded config: the route table with a gate
+ * (limiter, breaker, client rate) and a connection pool per route, the
+ * classifier and the per-client rate buckets. Built once per config; the hot
+ * path only reads it. A reload builds the next one from these building
+ * blocks, carrying over what each surviving route has learned
+ * (instance/next-runtime.ts).
  */
-import { isDeepStrictEqual } from 'node:util';
 import type { Pool } from 'undici';
 import type { Config, RouteConfig } from '../config/types.js';
 import { Breaker, type BreakerStateName } from '../core/breaker.js';
@@ -76,11 +63,11 @@ export interface RuntimeDeps {
   readonly onBreakerState?: (route: RouteRuntime, state: BreakerStateName) => void;
 }
 
-function limitFor(cfg: RouteConfig, deps: RuntimeDeps): Limit {
+export function limitFor(cfg: RouteConfig, deps: RuntimeDeps): Limit {
   return deps.createLimit ? deps.createLimit(cfg) : createLimit(cfg.limit);
 }
 
-function limiterPolicy(cfg: RouteConfig, config: Config): LimiterPolicy {
+export function limiterPolicy(cfg: RouteConfig, config: Config): LimiterPolicy {
   return {
     lanes: cfg.lanes,
     clientMaxShare: config.clients.maxShare,
@@ -97,7 +84,7 @@ function limiterPolicy(cfg: RouteConfig, config: Config): LimiterPolicy {
  */
 const breakerOwner = new WeakMap<Breaker, { route: RouteRuntime | null }>();
 
-function newBreaker(cfg: RouteConfig, deps: RuntimeDeps): Breaker | null {
+export function newBreaker(cfg: RouteConfig, deps: RuntimeDeps): Breaker | null {
   if (!cfg.circuitBreaker.enabled) return null;
   const owner: { route: RouteRuntime | null } = { route: null };
   const onBreakerState = deps.onBreakerState;
@@ -112,13 +99,13 @@ function newBreaker(cfg: RouteConfig, deps: RuntimeDeps): Breaker | null {
 }
 
 /** What a route's gate shares with the rest of its config. */
-interface Shared {
+export interface Shared {
   readonly config: Config;
   readonly clientRate: RateStoreHandle | null;
   readonly deps: RuntimeDeps;
 }
 
-function routeRuntime(cfg: RouteConfig, limiter: Limiter, pool: Pool, poolUse: PoolUse, breaker: Breaker | null, shared: Shared): RouteRuntime {
+export function routeRuntime(cfg: RouteConfig, limiter: Limiter, pool: Pool, poolUse: PoolUse, breaker: Breaker | null, shared: Shared): RouteRuntime {
   const shadow = cfg.mode === 'shadow';
   const { clock, random } = shared.deps;
   const gate = new RouteGate({ limiter, breaker, clientRate: shared.clientRate?.store ?? null, shadow, use: poolUse, retryAfter: shared.config.retryAfter, clock, random });
@@ -138,7 +125,7 @@ function routeRuntime(cfg: RouteConfig, limiter: Limiter, pool: Pool, poolUse: P
   return route;
 }
 
-function createRouteRuntime(cfg: RouteConfig, shared: Shared): RouteRuntime {
+export function createRouteRuntime(cfg: RouteConfig, shared: Shared): RouteRuntime {
   const { config, deps } = shared;
   const limiter = new Limiter({
     ...limiterPolicy(cfg, config),
@@ -149,7 +136,7 @@ function createRouteRuntime(cfg: RouteConfig, shared: Shared): RouteRuntime {
   return routeRuntime(cfg, limiter, createPool(cfg), { active: 0 }, newBreaker(cfg, deps), shared);
 }
 
-function runtimeOf(config: Config, routes: RouteRuntime[], clientRate: RateStoreHandle | null): Runtime {
+export function runtimeOf(config: Config, routes: RouteRuntime[], clientRate: RateStoreHandle | null): Runtime {
   return {
     config,
     routes,
@@ -160,7 +147,7 @@ function runtimeOf(config: Config, routes: RouteRuntime[], clientRate: RateStore
   };
 }
 
-function newClientRate(config: Config, deps: RuntimeDeps): RateStoreHandle | null {
+export function newClientRate(config: Config, deps: RuntimeDeps): RateStoreHandle | null {
   const rate = config.clients.rate;
   return rate ? createRateStore(rate, { clock: deps.clock, random: deps.random, onError: deps.onRateStoreError }) : null;
 }
@@ -177,83 +164,4 @@ export function createRuntime(config: Config, deps: RuntimeDeps): Runtime {
     config.routes.map((r) => createRouteRuntime(r, shared)),
     shared.clientRate,
   );
-}
-
-/** A route whose pool (and with it, in-flight upstream connections) a reload has let go. */
-export interface Retired {
-  readonly route: RouteRuntime;
-  /** 'removed': gone from the config; 'replaced': its upstream or timeouts changed. */
-  readonly why: 'removed' | 'replaced';
-}
-
-export interface RouteChanges {
-  readonly added: readonly string[];
-  readonly removed: readonly string[];
-  /** Kept their limiter; their config changed. */
-  readonly changed: readonly string[];
-  readonly unchanged: readonly string[];
-  /** Of `changed`: routes whose limit config changed, so their limit starts again from `initial`. */
-  readonly limitReset: readonly string[];
-}
-
-export interface NextRuntime {
-  readonly runtime: Runtime;
-  /** Pools to close once their `poolUse.active` reaches 0. */
-  readonly retired: readonly Retired[];
-  readonly changes: RouteChanges;
-}
-
-/**
- * The runtime for a reloaded `config`, carrying over what `prev` has learned
- * and counts (see the file comment). Everything new is built before any
- * running limiter is touched, so a failure leaves `prev` exactly as it was.
- */
-export function nextRuntime(prev: Runtime, config: Config, deps: RuntimeDeps): NextRuntime {
-  const byName = new Map(prev.routes.map((r) => [r.cfg.name, r]));
-  const retired: Retired[] = [];
-  const changes = { added: [] as string[], removed: [] as string[], changed: [] as string[], unchanged: [] as string[], limitReset: [] as string[] };
-  const policyChanged =
-    config.clients.maxShare !== prev.config.clients.maxShare || !isDeepStrictEqual(config.retryAfter, prev.config.retryAfter);
-  const reconfigure: (() => void)[] = [];
-  // Buckets carry over while their parameters stay: a reload is no way around a rate limit.
-  const clientRate = isDeepStrictEqual(config.clients.rate, prev.config.clients.rate) ? prev.clientRate : newClientRate(config, deps);
-  const shared: Shared = { config, clientRate, deps };
-
-  const routes = config.routes.map((cfg): RouteRuntime => {
-    const old = byName.get(cfg.name);
-    if (old === undefined) {
-      changes.added.push(cfg.name);
-      return createRouteRuntime(cfg, shared);
-    }
-    byName.delete(cfg.name);
-    if (isDeepStrictEqual(old.cfg, cfg) && !policyChanged) {
-      changes.unchanged.push(cfg.name);
-      // The same route; only a new set of rate buckets needs a new gate.
-      return clientRate === prev.clientRate ? old : routeRuntime(cfg, old.limiter, old.pool, old.poolUse, old.breaker, shared);
-    }
-    changes.changed.push(cfg.name);
-    let limit: Limit | undefined;
-    if (!isDeepStrictEqual(old.cfg.limit, cfg.limit)) {
-      limit = limitFor(cfg, deps);
-      changes.limitReset.push(cfg.name);
-    }
-    reconfigure.push(() => old.limiter.reconfigure(limiterPolicy(cfg, config), limit));
-    // What the breaker learned is about this upstream under these rules: a new upstream or new rules start afresh.
-    const sameBreaker = old.cfg.upstream === cfg.upstream && isDeepStrictEqual(old.cfg.circuitBreaker, cfg.circuitBreaker);
-    const breaker = sameBreaker ? old.breaker : newBreaker(cfg, deps);
-    const samePool = old.cfg.upstream === cfg.upstream && isDeepStrictEqual(old.cfg.timeouts, cfg.timeouts);
-    if (samePool) return routeRuntime(cfg, old.limiter, old.pool, old.poolUse, breaker, shared);
-    retired.push({ route: old, why: 'replaced' });
-    return routeRuntime(cfg, old.limiter, createPool(cfg), { active: 0 }, breaker, shared);
-  });
-  for (const old of byName.values()) {
-    changes.removed.push(old.cfg.name);
-    retired.push({ route: old, why: 'removed' });
-  }
-
-  const runtime = runtimeOf(config, routes, clientRate);
-  for (const apply of reconfigure) apply();
-  // A replaced shared store's connection ends; requests still waiting on it are answered by its local bucket.
-  if (clientRate !== prev.clientRate) void prev.clientRate?.close();
-  return { runtime, retired, changes };
 }

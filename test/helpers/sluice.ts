@@ -11,7 +11,7 @@ import { Agent, request as undiciRequest, type Dispatcher } from 'undici';
 import { buildApp, type AppDeps, type Sluice } from '../../src/app.js';
 import { loadConfig, parseConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/types.js';
-import type { AdminState } from '../../src/observability/admin.js';
+import type { AdminState } from '../../src/observability/state.js';
 
 export interface Running {
   readonly app: Sluice;

@@ -1,0 +1,117 @@
+/**
+ * What the admin endpoints answer, and how a route's state is read for them:
+ * /admin/state (AdminState; the same view feeds the state gauges of
+ * /metrics and the live page's history) and /admin/reload (ReloadResult).
+ * Types only, plus the one function that reads a route into its view, so
+ * every reader imports them from here and nothing imports the listener.
+ */
+import type { ConfigProblem } from '../config/types.js';
+import type { BreakerSnapshot } from '../core/breaker.js';
+import type { RouteRuntime } from '../proxy/runtime.js';
+import { backlogSeconds } from './readiness.js';
+
+export interface LaneState {
+  readonly name: string;
+  readonly inflight: number;
+  readonly queued: number;
+  readonly oldestQueuedMs: number;
+  readonly maxSlots: number;
+  readonly minSlots: number;
+  /** Requests admitted in this lane since start. */
+  readonly admitted: number;
+  /** Requests refused in this lane since start. */
+  readonly refused: number;
+}
+
+export interface RouteState {
+  readonly name: string;
+  readonly upstream: string;
+  readonly algorithm: string;
+  readonly limit: number;
+  /** The configured bounds of the limit (limit.min, limit.max). */
+  readonly limitMin: number;
+  readonly limitMax: number;
+  readonly inflight: number;
+  readonly queued: number;
+  /** The shed state: while `overloaded`, lanes after the first are refused at the door. */
+  readonly state: 'normal' | 'overloaded';
+  /** The shed signal: p90 queue wait of the last closed window (ms). */
+  readonly queueWaitP90Ms: number;
+  /** The limit's RTT estimates (ms): the last window's and the no-queueing baseline; null when not measured. */
+  readonly rtt: { readonly recentMs: number | null; readonly baselineMs: number | null };
+  readonly completionsPerSecond: number;
+  /** Estimated seconds to drain the queues (queued / completion rate); null when nothing completes while requests wait. */
+  readonly backlogSeconds: number | null;
+  /** null when the route's breaker is disabled. */
+  readonly circuitBreaker: BreakerSnapshot | null;
+  /** Connections open to the route's upstream (its pool's, idle keep-alives included). */
+  readonly upstreamConnections: number;
+  readonly lanes: readonly LaneState[];
+}
+
+export interface AdminState {
+  readonly ready: boolean;
+  readonly draining: boolean;
+  readonly routes: readonly RouteState[];
+}
+
+/** What a reload did to the routes, by name. */
+export interface RouteChanges {
+  readonly added: readonly string[];
+  readonly removed: readonly string[];
+  /** Kept their limiter; their config changed. */
+  readonly changed: readonly string[];
+  readonly unchanged: readonly string[];
+  /** Of `changed`: routes whose limit config changed, so their limit starts again from `initial`. */
+  readonly limitReset: readonly string[];
+}
+
+/** The body of POST /admin/reload (and what reload() returns). */
+export type ReloadResult =
+  | {
+      readonly result: 'success';
+      readonly file: string;
+      readonly routes: RouteChanges;
+      /** Changes in the file that a reload cannot apply (listener addresses, log format). */
+      readonly warnings: readonly string[];
+    }
+  | {
+      readonly result: 'error';
+      /** invalid_config: the file has problems (listed); draining: the instance is shutting down. */
+      readonly reason: 'invalid_config' | 'draining';
+      readonly file: string;
+      /** Every problem as FILE:LINE:COL: path: message, one per line. */
+      readonly message: string;
+      readonly problems: readonly ConfigProblem[];
+    };
+
+/** One decimal is all an operator needs; keeps /admin/state readable. */
+function round1<T extends number | null>(x: T): T {
+  return (x === null ? null : Math.round(x * 10) / 10) as T;
+}
+
+/** A lane's admitted and refused totals since start (the metrics count them). */
+export type LaneTotalsOf = (route: string, lane: string) => { readonly admitted: number; readonly refused: number };
+
+/** A route's view for /admin/state, read from its limiter, breaker and pool. */
+export function routeState(r: RouteRuntime, laneTotals: LaneTotalsOf): RouteState {
+  const s = r.limiter.snapshot();
+  return {
+    name: r.cfg.name,
+    upstream: r.cfg.upstream,
+    algorithm: r.cfg.limit.algorithm,
+    limit: s.limit,
+    limitMin: r.cfg.limit.min,
+    limitMax: r.cfg.limit.max,
+    inflight: s.inflight,
+    queued: s.queued,
+    state: s.state,
+    queueWaitP90Ms: round1(s.queueWaitP90Ms),
+    rtt: { recentMs: round1(s.rtt.recentMs), baselineMs: round1(s.rtt.baselineMs) },
+    completionsPerSecond: round1(s.completionsPerSecond),
+    backlogSeconds: backlogSeconds(s.queued, s.completionsPerSecond),
+    circuitBreaker: r.breaker === null ? null : r.breaker.snapshot(),
+    upstreamConnections: r.pool.stats.connected,
+    lanes: s.lanes.map((l) => ({ ...l, ...laneTotals(r.cfg.name, l.name) })),
+  };
+}
