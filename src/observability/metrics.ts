@@ -27,6 +27,7 @@ import { REFUSAL_STATUS, type Refusal, type RefusalReason } from '../core/limite
 import { CLIENT_ERROR_CODES, ERROR_CODES, ERRORS, type ErrorCode } from '../proxy/errors.js';
 import type { ProxyEvents } from '../proxy/events.js';
 import type { RouteRuntime } from '../proxy/runtime.js';
+import { registerStateGauges } from './state-gauges.js';
 import type { RouteState } from './state.js';
 import { CounterFamily, HistogramFamily, type CounterCell, type HistogramCell } from './families.js';
 import type { HistogramTotals, RouteTotals } from './history.js';
@@ -44,7 +45,6 @@ const SETTLE_RESULTS: readonly Outcome[] = ['success', 'dropped', 'ignore'];
 /** sluice_upstream_errors_total{kind}: each upstream code's kind (proxy/errors.ts). */
 const ERROR_KINDS = [...new Set(ERROR_CODES.filter((c) => ERRORS[c].fault === 'upstream').map((c) => ERRORS[c].kind)), 'other'];
 
-const BREAKER_STATES = ['closed', 'open', 'half_open'] as const;
 
 const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const;
 
@@ -197,99 +197,8 @@ export class Metrics implements ProxyEvents {
       registers: [r],
     }).set({ version: opts.version }, 1);
 
-    const routes = () => this.scrapeRoutes();
-    const perRoute = (name: string, help: string, value: (s: RouteState) => number) =>
-      new Gauge({
-        name,
-        help,
-        labelNames: ['route'],
-        registers: [r],
-        collect() {
-          this.reset();
-          for (const s of routes()) this.set({ route: s.name }, value(s));
-        },
-      });
-    const perLane = (name: string, help: string, value: (l: RouteState['lanes'][number]) => number) =>
-      new Gauge({
-        name,
-        help,
-        labelNames: ['route', 'lane'],
-        registers: [r],
-        collect() {
-          this.reset();
-          for (const s of routes()) for (const l of s.lanes) this.set({ route: s.name, lane: l.name }, value(l));
-        },
-      });
-    perRoute('sluice_concurrency_limit', "The route's current concurrency limit.", (s) => s.limit);
-    perRoute('sluice_concurrency_limit_min', "The route's configured limit.min.", (s) => s.limitMin);
-    perRoute('sluice_concurrency_limit_max', "The route's configured limit.max.", (s) => s.limitMax);
-    new Gauge({
-      name: 'sluice_route_info',
-      help: 'Always 1 per configured route, labelled with its limit algorithm (for joins, e.g. adaptive routes only).',
-      labelNames: ['route', 'algorithm'],
-      registers: [r],
-      collect() {
-        this.reset();
-        for (const s of routes()) this.set({ route: s.name, algorithm: s.algorithm }, 1);
-      },
-    });
-    perRoute('sluice_route_overloaded', "1 while the route's shed state is overloaded, else 0.", (s) => (s.state === 'overloaded' ? 1 : 0));
-    perRoute(
-      'sluice_backlog_seconds',
-      'Estimated time to drain the route\'s queues at its recent completion rate (+Inf when requests wait and nothing completes); /readyz fails above readiness.maxBacklogSeconds.',
-      (s) => (s.backlogSeconds === null ? Infinity : s.backlogSeconds),
-    );
-    new Gauge({
-      name: 'sluice_circuit_breaker_state',
-      help: "1 for the state each route's circuit breaker is in (closed, open, half_open), 0 for the others; routes with the breaker disabled have no series.",
-      labelNames: ['route', 'state'],
-      registers: [r],
-      collect() {
-        this.reset();
-        for (const s of routes()) {
-          const b = s.circuitBreaker;
-          if (b !== null) for (const state of BREAKER_STATES) this.set({ route: s.name, state }, b.state === state ? 1 : 0);
-        }
-      },
-    });
-    const opens = new CounterFamily('sluice_circuit_breaker_opens_total', "Times the route's circuit breaker opened.", ['route']);
-    opens.collect = () => {
-      for (const s of routes()) if (s.circuitBreaker !== null) opens.cell(s.name).value = s.circuitBreaker.opens;
-    };
-    r.registerMetric(opens.asMetric());
-    perLane('sluice_inflight', 'Requests admitted and not yet finished.', (l) => l.inflight);
-    perLane('sluice_queue_depth', 'Requests waiting for a slot.', (l) => l.queued);
-    perLane('sluice_oldest_queued_seconds', 'Age of the oldest request waiting in the lane (0 when empty).', (l) => l.oldestQueuedMs / 1000);
     const configs = this.routeConfigs;
-    new Gauge({
-      name: 'sluice_queue_max_wait_seconds',
-      help: "The lane's configured queue.maxWaitMs in seconds: no request waits longer (queue_timeout); alerts compare waits with it.",
-      labelNames: ['route', 'lane'],
-      registers: [r],
-      collect() {
-        this.reset();
-        for (const s of routes()) {
-          for (const lane of configs.get(s.name)?.lanes ?? []) this.set({ route: s.name, lane: lane.name }, lane.queue.maxWaitMs / 1000);
-        }
-      },
-    });
-    const lastReload = () => this.lastReload;
-    new Gauge({
-      name: 'sluice_config_last_reload_successful',
-      help: '1 when the last config reload succeeded (or none was tried since start), 0 when it failed and an older config is still running.',
-      registers: [r],
-      collect() {
-        this.set(lastReload().ok ? 1 : 0);
-      },
-    });
-    new Gauge({
-      name: 'sluice_config_last_reload_success_timestamp_seconds',
-      help: 'Unix time of the last successful config load (start or reload).',
-      registers: [r],
-      collect() {
-        this.set(lastReload().successAtMs / 1000);
-      },
-    });
+    registerStateGauges(r, { routes: () => this.scrapeRoutes(), routeConfig: (name) => configs.get(name), lastReload: () => this.lastReload });
 
     for (const m of sharedProcessMetrics()) r.registerMetric(m);
   }
