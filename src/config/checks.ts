@@ -30,40 +30,56 @@ export interface Merged {
   readonly lanes: readonly Lane[] | undefined;
 }
 
+/** What every check needs: where to report, and whom to blame for a merged value. */
+interface Ctx {
+  readonly report: (path: Path, message: string, atKey?: boolean) => void;
+  /** The first of `paths` the file actually sets (the route's own key wins over `defaults:`, as in the merge), else `fallback`. */
+  readonly blame: (paths: Path[], fallback: Path) => Path;
+  readonly isSet: (path: Path) => boolean;
+  readonly laneNames: readonly string[] | undefined;
+  readonly undefinedLane: (lane: string) => string;
+}
+
 /**
  * @param merged  the merged policy and lanes of each route (same order as `parts.routes`)
  * @param isSet   whether the file itself has a value at `path` (as opposed to a default)
  */
 export function crossChecks(parts: Parts, merged: readonly Merged[], isSet: (path: Path) => boolean): Issue[] {
   const issues: Issue[] = [];
-  const report = (path: Path, message: string, atKey = false) => issues.push({ path, message, atKey });
-  // A merged value is blamed on the first of `paths` the file actually sets:
-  // the route's own key wins over `defaults:`, as it does in the merge.
-  const blame = (paths: Path[], fallback: Path) => paths.find(isSet) ?? fallback;
+  const laneNames = parts.lanes?.map((l) => l.name);
+  const ctx: Ctx = {
+    report: (path, message, atKey = false) => issues.push({ path, message, atKey }),
+    blame: (paths, fallback) => paths.find(isSet) ?? fallback,
+    isSet,
+    laneNames,
+    undefinedLane: (lane) => `lane "${lane}" is not defined in lanes (defined: ${[...new Set(laneNames)].join(', ')})`,
+  };
+  topLevelChecks(parts, ctx);
+  duplicates(parts.routes.map((r) => r?.name), 'route', ['routes'], ctx.report);
+  parts.routes.forEach((route, r) => {
+    if (route) routeChecks(route, r, merged[r], parts.lanes, ctx);
+  });
+  return issues;
+}
 
-  const { lanes, retryAfter } = parts;
-  const laneNames = lanes?.map((l) => l.name);
-  const undefinedLane = (lane: string) =>
-    `lane "${lane}" is not defined in lanes (defined: ${[...new Set(laneNames)].join(', ')})`;
-
+/** Lanes, classify rules, retryAfter and server: each against itself and the lanes. */
+function topLevelChecks(parts: Parts, ctx: Ctx): void {
+  const { lanes, retryAfter, server } = parts;
+  const { report, blame, laneNames } = ctx;
   if (lanes) {
     duplicates(lanes.map((l) => l.name), 'lane', ['lanes'], report);
     checkShares(lanes, (i, keys) => blame(keys.map((k) => ['lanes', i, k]), ['lanes', i]), ['lanes'], report);
   }
-
   if (laneNames) {
     parts.classify.forEach((rule, i) => {
       const lane = rule?.lane;
-      if (lane !== undefined && !laneNames.includes(lane)) report(['classify', i, 'lane'], undefinedLane(lane));
+      if (lane !== undefined && !laneNames.includes(lane)) report(['classify', i, 'lane'], ctx.undefinedLane(lane));
     });
   }
-
   if (retryAfter && retryAfter.minSeconds > retryAfter.maxSeconds) {
     const at = blame([['retryAfter', 'minSeconds'], ['retryAfter', 'maxSeconds']], ['retryAfter']);
     report(at, `minSeconds (${retryAfter.minSeconds}) is greater than maxSeconds (${retryAfter.maxSeconds})`);
   }
-
-  const { server } = parts;
   if (server && server.headersTimeoutMs > server.requestTimeoutMs) {
     const at = blame([['server', 'headersTimeoutMs'], ['server', 'requestTimeoutMs']], ['server']);
     report(
@@ -71,64 +87,52 @@ export function crossChecks(parts: Parts, merged: readonly Merged[], isSet: (pat
       `headersTimeoutMs (${server.headersTimeoutMs}) is greater than requestTimeoutMs (${server.requestTimeoutMs}): the headers are part of the request`,
     );
   }
+}
 
-  duplicates(parts.routes.map((r) => r?.name), 'route', ['routes'], report);
-
-  parts.routes.forEach((route, r) => {
-    if (!route) return;
-    const here: Path = ['routes', r];
-
-    if (laneNames) {
-      for (const lane of Object.keys(route.lanes ?? {})) {
-        if (!laneNames.includes(lane)) report([...here, 'lanes', lane], undefinedLane(lane), true);
-      }
+/** One route: its lane overrides, its merged policy, its merged lanes' shares. */
+function routeChecks(route: DeepPartial<Route>, r: number, merged: Merged | undefined, lanes: readonly Lane[] | undefined, ctx: Ctx): void {
+  const here: Path = ['routes', r];
+  const { laneNames, blame, isSet, report } = ctx;
+  if (laneNames) {
+    for (const lane of Object.keys(route.lanes ?? {})) {
+      if (!laneNames.includes(lane)) report([...here, 'lanes', lane], ctx.undefinedLane(lane), true);
     }
+  }
+  const policy = merged?.policy;
+  if (policy) {
+    const at = (...keys: Path[]) => blame([...keys.map((k) => [...here, ...k]), ...keys.map((k) => ['defaults', ...k])], here);
+    policyChecks(policy, at, report);
+  }
+  const routeLanes = merged?.lanes;
+  if (routeLanes && lanes) {
+    // Same messages as the global check, so an unchanged global lane is reported once (see dedupe in load.ts).
+    const laneAt = (i: number, keys: readonly string[]) => {
+      const override: Path = [...here, 'lanes', routeLanes[i]!.name];
+      return blame([...keys.map((k) => [...override, k]), ...keys.map((k) => ['lanes', i, k])], override);
+    };
+    const overridesMinShare = routeLanes.some((l) => isSet([...here, 'lanes', l.name, 'minShare']));
+    checkShares(routeLanes, laneAt, overridesMinShare ? [...here, 'lanes'] : ['lanes'], report);
+  }
+}
 
-    const policy = merged[r]?.policy;
-    if (policy) {
-      const at = (...keys: Path[]) =>
-        blame([...keys.map((k) => [...here, ...k]), ...keys.map((k) => ['defaults', ...k])], here);
-      const { limit, overload, circuitBreaker: cb } = policy;
-      const [initial, min, max] = [['limit', 'initial'], ['limit', 'min'], ['limit', 'max']];
-
-      if (limit.min > limit.max) {
-        report(at(min, max), `min (${limit.min}) is greater than max (${limit.max})`);
-      } else if (limit.initial < limit.min || limit.initial > limit.max) {
-        report(at(initial, min, max), `initial (${limit.initial}) is outside [min ${limit.min}, max ${limit.max}]`);
-      }
-      if (overload.exitMs >= overload.enterMs) {
-        report(
-          at(['overload', 'exitMs'], ['overload', 'enterMs']),
-          `exitMs (${overload.exitMs}) must be less than enterMs (${overload.enterMs})`,
-        );
-      }
-      if (limit.vegas.alpha >= limit.vegas.beta) {
-        report(
-          at(['limit', 'vegas', 'alpha'], ['limit', 'vegas', 'beta']),
-          `alpha (${limit.vegas.alpha}) must be less than beta (${limit.vegas.beta})`,
-        );
-      }
-      if (cb.openMs > cb.maxOpenMs) {
-        report(
-          at(['circuitBreaker', 'openMs'], ['circuitBreaker', 'maxOpenMs']),
-          `openMs (${cb.openMs}) is greater than maxOpenMs (${cb.maxOpenMs})`,
-        );
-      }
-    }
-
-    const routeLanes = merged[r]?.lanes;
-    if (routeLanes && lanes) {
-      // Same messages as the global check, so an unchanged global lane is reported once (see dedupe in load.ts).
-      const laneAt = (i: number, keys: readonly string[]) => {
-        const override: Path = [...here, 'lanes', routeLanes[i]!.name];
-        return blame([...keys.map((k) => [...override, k]), ...keys.map((k) => ['lanes', i, k])], override);
-      };
-      const overridesMinShare = routeLanes.some((l) => isSet([...here, 'lanes', l.name, 'minShare']));
-      checkShares(routeLanes, laneAt, overridesMinShare ? [...here, 'lanes'] : ['lanes'], report);
-    }
-  });
-
-  return issues;
+/** A merged policy's values against each other; `at` blames the keys the file sets. */
+function policyChecks(policy: Policy, at: (...keys: Path[]) => Path, report: Ctx['report']): void {
+  const { limit, overload, circuitBreaker: cb } = policy;
+  const [initial, min, max] = [['limit', 'initial'], ['limit', 'min'], ['limit', 'max']];
+  if (limit.min > limit.max) {
+    report(at(min, max), `min (${limit.min}) is greater than max (${limit.max})`);
+  } else if (limit.initial < limit.min || limit.initial > limit.max) {
+    report(at(initial, min, max), `initial (${limit.initial}) is outside [min ${limit.min}, max ${limit.max}]`);
+  }
+  if (overload.exitMs >= overload.enterMs) {
+    report(at(['overload', 'exitMs'], ['overload', 'enterMs']), `exitMs (${overload.exitMs}) must be less than enterMs (${overload.enterMs})`);
+  }
+  if (limit.vegas.alpha >= limit.vegas.beta) {
+    report(at(['limit', 'vegas', 'alpha'], ['limit', 'vegas', 'beta']), `alpha (${limit.vegas.alpha}) must be less than beta (${limit.vegas.beta})`);
+  }
+  if (cb.openMs > cb.maxOpenMs) {
+    report(at(['circuitBreaker', 'openMs'], ['circuitBreaker', 'maxOpenMs']), `openMs (${cb.openMs}) is greater than maxOpenMs (${cb.maxOpenMs})`);
+  }
 }
 
 function checkShares(
