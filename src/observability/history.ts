@@ -56,8 +56,8 @@ export interface RouteTotals {
   readonly responses5xx: number;
 }
 
-/** What History needs of a route's state (the fields of /admin/state it keeps). */
-export interface RouteView {
+/** The fields of a route's state that a sample keeps as they are. */
+interface RouteBasics {
   readonly name: string;
   readonly upstream: string;
   readonly algorithm: string;
@@ -67,6 +67,10 @@ export interface RouteView {
   readonly state: 'normal' | 'overloaded';
   readonly completionsPerSecond: number;
   readonly backlogSeconds: number | null;
+}
+
+/** What History needs of a route's state (the fields of /admin/state it keeps). */
+export interface RouteView extends RouteBasics {
   readonly circuitBreaker: { readonly state: BreakerStateName; readonly opens: number; readonly openRemainingMs: number } | null;
   readonly lanes: readonly { readonly name: string; readonly inflight: number; readonly queued: number; readonly maxSlots: number; readonly oldestQueuedMs: number }[];
 }
@@ -96,18 +100,9 @@ export interface LaneSample {
   readonly queueWaitMs: Percentiles | null;
 }
 
-export interface RouteSample {
-  readonly name: string;
-  readonly upstream: string;
-  readonly algorithm: string;
-  readonly limit: number;
-  readonly inflight: number;
-  readonly queued: number;
-  readonly state: 'normal' | 'overloaded';
+export interface RouteSample extends RouteBasics {
   /** null when the route has no breaker. */
   readonly breaker: { readonly state: BreakerStateName; readonly opens: number; readonly openRemainingMs: number } | null;
-  readonly completionsPerSecond: number;
-  readonly backlogSeconds: number | null;
   readonly admittedPerSecond: number;
   /** Refusals per second by reason; reasons with none in the interval are left out. */
   readonly refusedPerSecond: Readonly<Record<string, number>>;

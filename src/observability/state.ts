@@ -7,16 +7,12 @@
  */
 import type { ConfigProblem } from '../config/types.js';
 import type { BreakerSnapshot } from '../core/breaker.js';
+import type { LaneSnapshot } from '../core/limiter/limiter.js';
 import type { RouteRuntime } from '../proxy/runtime.js';
 import { backlogSeconds } from './readiness.js';
 
-export interface LaneState {
-  readonly name: string;
-  readonly inflight: number;
-  readonly queued: number;
-  readonly oldestQueuedMs: number;
-  readonly maxSlots: number;
-  readonly minSlots: number;
+/** A lane as the limiter sees it, with its totals since start. */
+export interface LaneState extends LaneSnapshot {
   /** Requests admitted in this lane since start. */
   readonly admitted: number;
   /** Requests refused in this lane since start. */

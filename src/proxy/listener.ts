@@ -7,27 +7,14 @@
 import fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { ServerConfig } from '../config/types.js';
-import type { Clock, Random } from '../core/clock.js';
-import type { LogSampler } from './admit.js';
-import type { ProxyEvents } from './events.js';
+import type { AdmitDeps } from './admit.js';
 import { forwardPlugin } from './forward.js';
 import { admittedRequestId, frontServer } from './front.js';
-import type { Lifecycle } from './lifecycle.js';
 import { Answers } from './responses.js';
-import type { Runtime } from './runtime.js';
 
-export interface ProxyListenerOptions {
+/** What admission needs, less the answers (built here) and fastify's handler (the server factory receives it). */
+export interface ProxyListenerOptions extends Omit<AdmitDeps, 'forward' | 'answers'> {
   readonly server: ServerConfig;
-  /** The runtime in force; it may be swapped between requests (reload). */
-  readonly runtime: () => Runtime;
-  readonly lifecycle: Lifecycle;
-  readonly clock: Clock;
-  readonly random: Random;
-  readonly events: ProxyEvents;
-  readonly log: Logger;
-  /** Samplers of the "request refused" and "would refuse" log lines. */
-  readonly refusalLog: LogSampler;
-  readonly shadowLog: LogSampler;
 }
 
 export async function buildProxyListener(opts: ProxyListenerOptions): Promise<FastifyInstance> {

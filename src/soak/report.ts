@@ -20,18 +20,12 @@
  *
  *   growth = (fit(end) - fit(start)) / fit(start)
  */
+import type { ChildSample } from './child.js';
 
-export interface Sample {
+/** One second of the run: the child's numbers (child.ts) and the load's. */
+export interface Sample extends Omit<ChildSample, 'kind'> {
   /** Seconds since the load started. */
   readonly t: number;
-  readonly rss: number;
-  readonly heapUsed: number;
-  readonly external: number;
-  readonly fds: number;
-  /** Open connections (clients + upstream pools). */
-  readonly connections: number;
-  readonly inflight: number;
-  readonly queued: number;
   readonly offered: number;
   readonly ok: number;
   readonly refused: number;

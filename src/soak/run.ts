@@ -14,9 +14,9 @@
  * RSS, heap and the descriptors beyond open connections are flat (report.ts:
  * under 5% growth over the last 80% of the run), 1 when not.
  */
-import { fork } from 'node:child_process';
+import { fork, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
-import { formatSummary, runOpenLoop } from '../demo/load.js';
+import { formatSummary, runOpenLoop, type SecondStats } from '../demo/load.js';
 import { startCapacityUpstream } from '../demo/upstream.js';
 import type { ChildSample } from './child.js';
 import { formatReport, verdict, type Sample } from './report.js';
@@ -45,10 +45,10 @@ const LOAD = positive('load', arg('load', 'SOAK_LOAD', '3'));
 const REPORT = arg('report', 'SOAK_REPORT', 'soak-report.md');
 
 
-async function main(): Promise<void> {
-  const upstream = await startCapacityUpstream({ workers: WORKERS, serviceTimeMs: SERVICE_MS });
+/** Sluice in a child process, sampled on demand (the child answers each 'sample' in order). */
+async function startChild(upstreamUrl: string): Promise<{ child: ChildProcess; proxyUrl: string; sample: () => Promise<ChildSample> }> {
   const child = fork(new URL('./child.js', import.meta.url), [], {
-    env: { ...process.env, SOAK_POLICY: demoPolicy(upstream.url, { algorithm: 'fixed', initial: WORKERS * 2, max: WORKERS * 8, route: 'soak', deadline: true }) },
+    env: { ...process.env, SOAK_POLICY: demoPolicy(upstreamUrl, { algorithm: 'fixed', initial: WORKERS * 2, max: WORKERS * 8, route: 'soak', deadline: true }) },
     // The child collects garbage before each sample: the heap it reports is the live heap.
     execArgv: ['--expose-gc'],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
@@ -57,26 +57,40 @@ async function main(): Promise<void> {
     child.once('message', (m) => resolve(m as { proxyUrl: string }));
     child.once('exit', (code) => reject(new Error(`sluice exited early (${code})`)));
   });
-
-  // One sample per second, answered in order by the child.
   const waiting: ((s: ChildSample) => void)[] = [];
   child.on('message', (m) => {
     if ((m as ChildSample).kind === 'sample') waiting.shift()?.(m as ChildSample);
   });
-  const sampleChild = () =>
+  const sample = () =>
     new Promise<ChildSample>((resolve) => {
       waiting.push(resolve);
       child.send('sample');
     });
+  return { child, proxyUrl: ready.proxyUrl, sample };
+}
 
+/** One second of the run: the child's numbers and the load's. */
+function toSample(s: SecondStats, c: ChildSample): Sample {
+  const refused = s.total.s429 + s.total.s503;
+  if (s.t % 10 === 0) {
+    process.stdout.write(
+      `t=${s.t}s rss ${(c.rss / 2 ** 20).toFixed(1)} MB heap ${(c.heapUsed / 2 ** 20).toFixed(1)} MB fds ${c.fds} (connections ${c.connections}) ` +
+        `inflight ${c.inflight} queued ${c.queued} | ok ${s.total.ok}/s refused ${refused}/s\n`,
+    );
+  }
+  const { rss, heapUsed, external, fds, connections, inflight, queued } = c;
+  return { t: s.t, rss, heapUsed, external, fds, connections, inflight, queued, offered: s.total.offered, ok: s.total.ok, refused };
+}
+
+async function main(): Promise<void> {
+  const upstream = await startCapacityUpstream({ workers: WORKERS, serviceTimeMs: SERVICE_MS });
+  const { child, proxyUrl, sample } = await startChild(upstream.url);
   const offered = CAPACITY * LOAD;
-  process.stdout.write(
-    `soak: ${MINUTES} min, ${offered} req/s offered to ${CAPACITY} req/s of capacity (${LOAD}x); sluice at ${ready.proxyUrl}, pid ${child.pid}\n`,
-  );
+  process.stdout.write(`soak: ${MINUTES} min, ${offered} req/s offered to ${CAPACITY} req/s of capacity (${LOAD}x); sluice at ${proxyUrl}, pid ${child.pid}\n`);
   const samples: Sample[] = [];
   const pending: Promise<void>[] = [];
   const result = await runOpenLoop({
-    url: ready.proxyUrl,
+    url: proxyUrl,
     durationMs: MINUTES * 60_000,
     maxInFlight: 4000,
     requestTimeoutMs: 15_000,
@@ -86,29 +100,7 @@ async function main(): Promise<void> {
     ],
     onSecond: (s) => {
       if (s.t >= MINUTES * 60) return; // drain seconds after the run: not load any more
-      pending.push(
-        sampleChild().then((c) => {
-          samples.push({
-            t: s.t,
-            rss: c.rss,
-            heapUsed: c.heapUsed,
-            external: c.external,
-            fds: c.fds,
-            connections: c.connections,
-            inflight: c.inflight,
-            queued: c.queued,
-            offered: s.total.offered,
-            ok: s.total.ok,
-            refused: s.total.s429 + s.total.s503,
-          });
-          if (s.t % 10 === 0) {
-            process.stdout.write(
-              `t=${s.t}s rss ${(c.rss / 2 ** 20).toFixed(1)} MB heap ${(c.heapUsed / 2 ** 20).toFixed(1)} MB fds ${c.fds} (connections ${c.connections}) ` +
-                `inflight ${c.inflight} queued ${c.queued} | ok ${s.total.ok}/s refused ${s.total.s429 + s.total.s503}/s\n`,
-            );
-          }
-        }),
-      );
+      pending.push(sample().then((c) => void samples.push(toSample(s, c))));
     },
   });
   await Promise.all(pending);
@@ -119,17 +111,8 @@ async function main(): Promise<void> {
 
   samples.sort((a, b) => a.t - b.t);
   const v = verdict(samples);
-  const report = formatReport(
-    {
-      command: `npm run soak -- --minutes ${MINUTES} --load ${LOAD}`,
-      minutes: MINUTES,
-      capacityPerSecond: CAPACITY,
-      offeredPerSecond: offered,
-      samples,
-      upstreamServed: served,
-    },
-    v,
-  );
+  const command = `npm run soak -- --minutes ${MINUTES} --load ${LOAD}`;
+  const report = formatReport({ command, minutes: MINUTES, capacityPerSecond: CAPACITY, offeredPerSecond: offered, samples, upstreamServed: served }, v);
   writeFileSync(REPORT, report);
   writeFileSync(REPORT.replace(/(\.md)?$/, '.json'), JSON.stringify({ verdict: v, samples }, null, 1));
   process.stdout.write(`\n${formatSummary(result)}\n\n${report}\nreport written to ${REPORT}\n`);
