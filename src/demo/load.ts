@@ -227,7 +227,7 @@ function errorCode(err: unknown): string {
   return 'UNKNOWN';
 }
 
-export async function runOpenLoop(opts: LoadOptions): Promise<LoadResult> {
+function validate(opts: LoadOptions): URL {
   const base = new URL(opts.url);
   if (base.protocol !== 'http:') throw new Error(`runOpenLoop: only http: URLs are supported, got ${opts.url}`);
   if (!isLoopback(base.hostname)) {
@@ -237,60 +237,126 @@ export async function runOpenLoop(opts: LoadOptions): Promise<LoadResult> {
   if (opts.streams.length === 0) throw new RangeError('runOpenLoop: at least one stream is required');
   const names = opts.streams.map((s) => s.name);
   if (new Set(names).size !== names.length) throw new RangeError('runOpenLoop: stream names must be unique');
+  return base;
+}
 
-  const maxInFlight = opts.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT;
-  const timeoutMs = opts.requestTimeoutMs ?? DEFAULT_TIMEOUT_MS;
-  const drainMs = opts.drainTimeoutMs ?? DEFAULT_DRAIN_MS;
-  const connections = opts.connections ?? Math.min(maxInFlight, 512);
-  const basePath = base.pathname.replace(/\/+$/, '');
-
-  const pool = new Pool(base.origin, {
-    connections,
-    pipelining: 1,
-    // Our own per-request deadline (below) is authoritative; undici's phase
-    // timeouts are only a backstop set just beyond it.
-    headersTimeout: timeoutMs + 1_000,
-    bodyTimeout: timeoutMs + 1_000,
-  });
-
-  const streams: StreamState[] = opts.streams.map((def, index) => {
-    const r = def.ratePerSecond;
-    const rate = typeof r === 'number' ? () => r : r;
-    const path = basePath + (def.path.startsWith('/') ? def.path : `/${def.path}`);
-    return { def, index, rate, path, acc: 0, integratedTo: 0, next: 0 };
-  });
-
-  // buckets[second][streamIndex]
-  const buckets: Bucket[][] = [];
-  const bucket = (second: number, stream: number): Bucket => {
-    let row = buckets[second];
-    if (!row) {
-      row = streams.map(() => ({ counts: emptyCounts(), latOk: [], latAll: [] }));
-      buckets[second] = row;
-    }
-    return row[stream] as Bucket;
-  };
-
+/** One run: the arrivals' schedule, the requests outstanding, the per-second buckets. */
+class OpenLoop {
+  private readonly maxInFlight: number;
+  private readonly timeoutMs: number;
+  private readonly pool: Pool;
+  private readonly streams: StreamState[];
+  /** buckets[second][streamIndex] */
+  private readonly buckets: Bucket[][] = [];
   // Set keeps insertion order, which is (almost exactly) intended-time order,
   // so the timeout sweep only ever looks at the oldest few entries.
-  const outstanding = new Set<Outstanding>();
-  const errorCodes: Record<string, number> = {};
-  let maxInFlightSeen = 0;
-  let maxSendLagMs = 0;
-  let unfinished = 0;
+  private readonly outstanding = new Set<Outstanding>();
+  private readonly errorCodes: Record<string, number> = {};
+  private readonly seconds: SecondStats[] = [];
+  private maxInFlightSeen = 0;
+  private maxSendLagMs = 0;
+  private reported = 0;
+  private readonly startedAt = Date.now();
+  private readonly t0 = performance.now();
+  private readonly endAt: number;
 
-  const startedAt = Date.now();
-  const t0 = performance.now();
-  const endAt = t0 + opts.durationMs;
-  const secondOf = (t: number): number => Math.max(0, Math.floor((t - t0) / 1000));
+  constructor(
+    private readonly opts: LoadOptions,
+    base: URL,
+  ) {
+    this.maxInFlight = opts.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT;
+    this.timeoutMs = opts.requestTimeoutMs ?? DEFAULT_TIMEOUT_MS;
+    this.pool = new Pool(base.origin, {
+      connections: opts.connections ?? Math.min(this.maxInFlight, 512),
+      pipelining: 1,
+      // Our own per-request deadline (below) is authoritative; undici's phase
+      // timeouts are only a backstop set just beyond it.
+      headersTimeout: this.timeoutMs + 1_000,
+      bodyTimeout: this.timeoutMs + 1_000,
+    });
+    const basePath = base.pathname.replace(/\/+$/, '');
+    this.streams = opts.streams.map((def, index) => {
+      const r = def.ratePerSecond;
+      const rate = typeof r === 'number' ? () => r : r;
+      const path = basePath + (def.path.startsWith('/') ? def.path : `/${def.path}`);
+      return { def, index, rate, path, acc: 0, integratedTo: 0, next: 0 };
+    });
+    this.endAt = this.t0 + opts.durationMs;
+  }
 
-  function complete(o: Outstanding, status: number | null, retryAfter: boolean, err?: unknown): void {
+  async run(): Promise<LoadResult> {
+    const drainMs = this.opts.drainTimeoutMs ?? DEFAULT_DRAIN_MS;
+    let scheduling = true;
+    await new Promise<void>((resolve) => {
+      const drainDeadline = this.endAt + drainMs;
+      const timer = setInterval(() => {
+        const now = performance.now();
+        if (scheduling) {
+          this.schedule(now);
+          if (now >= this.endAt) scheduling = false;
+        }
+        this.sweepTimeouts(now);
+        this.reportUpTo(this.secondOf(now));
+        if (!scheduling && (this.outstanding.size === 0 || now >= drainDeadline)) {
+          clearInterval(timer);
+          resolve();
+        }
+      }, TICK_MS);
+      this.schedule(performance.now());
+    });
+    // Whatever is still outstanding after the drain budget is abandoned: it is
+    // reported separately rather than as an error of the system under test.
+    const unfinished = this.outstanding.size;
+    for (const o of this.outstanding) {
+      o.done = true;
+      o.controller.abort(new Error('load run finished'));
+    }
+    this.outstanding.clear();
+    await this.pool.destroy().catch(() => undefined);
+    return this.result(unfinished, performance.now());
+  }
+
+  private result(unfinished: number, finishedAt: number): LoadResult {
+    const { opts, buckets, streams } = this;
+    // Include the final partial second and any drain seconds with data, but no
+    // trailing empty row for a run that ended just past a second boundary.
+    this.reportUpTo(Math.max(Math.ceil(opts.durationMs / 1000), buckets.length));
+    const summaryStreams: Record<string, StreamStats> = {};
+    for (const st of streams) summaryStreams[st.def.name] = statsOf(buckets.map((row) => row?.[st.index] as Bucket).filter(Boolean));
+    return {
+      startedAt: this.startedAt,
+      durationMs: opts.durationMs,
+      elapsedMs: Math.round(finishedAt - this.t0),
+      streamNames: opts.streams.map((s) => s.name),
+      seconds: this.seconds,
+      summary: { streams: summaryStreams, total: statsOf(buckets.flatMap((row) => row ?? [])) },
+      maxInFlightSeen: this.maxInFlightSeen,
+      maxSendLagMs: Math.round(this.maxSendLagMs * 10) / 10,
+      unfinished,
+      errorCodes: this.errorCodes,
+    };
+  }
+
+  private secondOf(t: number): number {
+    return Math.max(0, Math.floor((t - this.t0) / 1000));
+  }
+
+  private bucket(second: number, stream: number): Bucket {
+    let row = this.buckets[second];
+    if (!row) {
+      row = this.streams.map(() => ({ counts: emptyCounts(), latOk: [], latAll: [] }));
+      this.buckets[second] = row;
+    }
+    return row[stream] as Bucket;
+  }
+
+  private complete(o: Outstanding, status: number | null, retryAfter: boolean, err?: unknown): void {
     if (o.done) return;
     o.done = true;
-    outstanding.delete(o);
+    this.outstanding.delete(o);
     const now = performance.now();
     const latency = now - o.intended;
-    const b = bucket(secondOf(now), o.stream);
+    const b = this.bucket(this.secondOf(now), o.stream);
     const c = b.counts;
     c.completed++;
     b.latAll.push(latency);
@@ -298,7 +364,7 @@ export async function runOpenLoop(opts: LoadOptions): Promise<LoadResult> {
       c.errors++;
       const code = errorCode(err);
       if (code === 'TIMEOUT') c.timeouts++;
-      errorCodes[code] = (errorCodes[code] ?? 0) + 1;
+      this.errorCodes[code] = (this.errorCodes[code] ?? 0) + 1;
       return;
     }
     if (retryAfter) c.withRetryAfter++;
@@ -313,43 +379,37 @@ export async function runOpenLoop(opts: LoadOptions): Promise<LoadResult> {
     if ((status === 429 || status === 503) && !retryAfter) c.refusedWithoutRetryAfter++;
   }
 
-  function send(st: StreamState, intended: number): void {
-    const b = bucket(secondOf(intended), st.index);
+  private send(st: StreamState, intended: number): void {
+    const b = this.bucket(this.secondOf(intended), st.index);
     b.counts.offered++;
-    if (outstanding.size >= maxInFlight) {
+    if (this.outstanding.size >= this.maxInFlight) {
       // Never queue inside the generator: an unbounded backlog here would
       // turn the open loop into a memory leak and distort the measurement.
       b.counts.droppedByGenerator++;
       return;
     }
     const o: Outstanding = { stream: st.index, intended, controller: new AbortController(), done: false };
-    outstanding.add(o);
-    if (outstanding.size > maxInFlightSeen) maxInFlightSeen = outstanding.size;
+    this.outstanding.add(o);
+    if (this.outstanding.size > this.maxInFlightSeen) this.maxInFlightSeen = this.outstanding.size;
     const lag = performance.now() - intended;
-    if (lag > maxSendLagMs) maxSendLagMs = lag;
-
-    pool
-      .request({
-        path: st.path,
-        method: st.def.method ?? 'GET',
-        headers: st.def.headers,
-        body: st.def.body,
-        signal: o.controller.signal,
-      })
+    if (lag > this.maxSendLagMs) this.maxSendLagMs = lag;
+    this.pool
+      .request({ path: st.path, method: st.def.method ?? 'GET', headers: st.def.headers, body: st.def.body, signal: o.controller.signal })
       .then(async (res) => {
         const retryAfter = res.headers['retry-after'] !== undefined;
         // Latency includes reading the body: the request is done when the
         // client has the whole response, and reading it frees the connection.
         await res.body.dump({ limit: 1 << 20 });
-        complete(o, res.statusCode, retryAfter);
+        this.complete(o, res.statusCode, retryAfter);
       })
-      .catch((err: unknown) => complete(o, null, false, err));
+      .catch((err: unknown) => this.complete(o, null, false, err));
   }
 
   /** Schedules every arrival whose intended time is <= now (and < endAt). */
-  function schedule(now: number): void {
-    const until = Math.min(now, endAt);
-    for (const st of streams) {
+  private schedule(now: number): void {
+    const { t0 } = this;
+    const until = Math.min(now, this.endAt);
+    for (const st of this.streams) {
       let from = st.integratedTo + t0;
       while (from < until) {
         const to = Math.min(until, from + MAX_INTEGRATION_STEP_MS);
@@ -365,8 +425,7 @@ export async function runOpenLoop(opts: LoadOptions): Promise<LoadResult> {
         // The epsilon absorbs floating-point drift of the running sum, which
         // would otherwise add a phantom arrival right at the end of the run.
         while (st.next < accTo - 1e-9) {
-          const intended = from + ((st.next - accFrom) / rate) * 1000;
-          send(st, intended);
+          this.send(st, from + ((st.next - accFrom) / rate) * 1000);
           st.next++;
         }
         st.acc = accTo;
@@ -376,90 +435,39 @@ export async function runOpenLoop(opts: LoadOptions): Promise<LoadResult> {
     }
   }
 
-  function sweepTimeouts(now: number): void {
-    for (const o of outstanding) {
-      if (o.intended + timeoutMs > now) break;
+  private sweepTimeouts(now: number): void {
+    for (const o of this.outstanding) {
+      if (o.intended + this.timeoutMs > now) break;
       const err = Object.assign(new Error('request timed out'), { code: 'TIMEOUT' });
-      complete(o, null, false, err);
+      this.complete(o, null, false, err);
       o.controller.abort(err);
     }
   }
 
-  let reported = 0;
-  function snapshot(second: number): SecondStats {
-    const row = buckets[second] ?? streams.map(() => ({ counts: emptyCounts(), latOk: [], latAll: [] }));
+  private snapshot(second: number): SecondStats {
+    const row = this.buckets[second] ?? this.streams.map(() => ({ counts: emptyCounts(), latOk: [], latAll: [] }));
     const perStream: Record<string, StreamStats> = {};
-    for (const st of streams) perStream[st.def.name] = statsOf([row[st.index] as Bucket]);
+    for (const st of this.streams) perStream[st.def.name] = statsOf([row[st.index] as Bucket]);
     return { t: second, streams: perStream, total: statsOf(row) };
   }
-  const seconds: SecondStats[] = [];
-  function reportUpTo(secondExclusive: number): void {
-    while (reported < secondExclusive) {
-      const s = snapshot(reported);
-      seconds.push(s);
-      reported++;
+
+  private reportUpTo(secondExclusive: number): void {
+    while (this.reported < secondExclusive) {
+      const s = this.snapshot(this.reported);
+      this.seconds.push(s);
+      this.reported++;
       // A throwing callback must not kill the run and leave sockets open.
       try {
-        opts.onSecond?.(s);
+        this.opts.onSecond?.(s);
       } catch {
         /* ignore reporting errors */
       }
     }
   }
+}
 
-  let scheduling = true;
-  await new Promise<void>((resolve) => {
-    const drainDeadline = endAt + drainMs;
-    const timer = setInterval(() => {
-      const now = performance.now();
-      if (scheduling) {
-        schedule(now);
-        if (now >= endAt) scheduling = false;
-      }
-      sweepTimeouts(now);
-      reportUpTo(secondOf(now));
-      if (!scheduling && (outstanding.size === 0 || now >= drainDeadline)) {
-        clearInterval(timer);
-        resolve();
-      }
-    }, TICK_MS);
-    schedule(performance.now());
-  });
-
-  // Whatever is still outstanding after the drain budget is abandoned: it is
-  // reported separately rather than as an error of the system under test.
-  for (const o of outstanding) {
-    o.done = true;
-    unfinished++;
-    o.controller.abort(new Error('load run finished'));
-  }
-  outstanding.clear();
-  await pool.destroy().catch(() => undefined);
-
-  const finishedAt = performance.now();
-  // Include the final partial second and any drain seconds with data, but no
-  // trailing empty row for a run that ended just past a second boundary.
-  reportUpTo(Math.max(Math.ceil(opts.durationMs / 1000), buckets.length));
-
-  const summaryStreams: Record<string, StreamStats> = {};
-  for (const st of streams) summaryStreams[st.def.name] = statsOf(buckets.map((row) => row?.[st.index] as Bucket).filter(Boolean));
-  const summary: LoadSummary = {
-    streams: summaryStreams,
-    total: statsOf(buckets.flatMap((row) => row ?? [])),
-  };
-
-  return {
-    startedAt,
-    durationMs: opts.durationMs,
-    elapsedMs: Math.round(finishedAt - t0),
-    streamNames: names,
-    seconds,
-    summary,
-    maxInFlightSeen,
-    maxSendLagMs: Math.round(maxSendLagMs * 10) / 10,
-    unfinished,
-    errorCodes,
-  };
+export async function runOpenLoop(opts: LoadOptions): Promise<LoadResult> {
+  return new OpenLoop(opts, validate(opts)).run();
 }
 
 // ---------------------------------------------------------------------------

@@ -122,157 +122,176 @@ function readBody(req: http.IncomingMessage, limitBytes: number): Promise<string
   });
 }
 
+/**
+ * The service model: `workers` concurrent slots and a FIFO in front of them.
+ * A Set iterates in insertion order, so it is a FIFO with O(1) removal of an
+ * arbitrary entry: exactly what "client left while waiting" needs.
+ */
+class WorkerModel {
+  private readonly queue = new Set<Job>();
+  private readonly active = new Set<Job>();
+  private served = 0;
+  private rejected = 0;
+  private abandoned = 0;
+  private maxInFlightSeen = 0;
+  closing = false;
+
+  constructor(
+    private workers: number,
+    private serviceTimeMs: number,
+    private readonly maxQueue: number | null,
+  ) {}
+
+  settings(): CapacityUpstreamSettings {
+    return { workers: this.workers, serviceTimeMs: this.serviceTimeMs, maxQueue: this.maxQueue };
+  }
+
+  stats(): CapacityUpstreamStats {
+    const { served, rejected, maxInFlightSeen, abandoned } = this;
+    return { inFlight: this.active.size, queued: this.queue.size, served, rejected, maxInFlightSeen, abandoned };
+  }
+
+  setWorkers(n: number): void {
+    assertWorkers(n);
+    this.workers = n;
+    // Growing takes effect at once; shrinking lets in-service requests finish
+    // and simply stops handing out freed workers until active < workers.
+    this.dispatch();
+  }
+
+  setServiceTime(ms: number): void {
+    assertServiceTime(ms);
+    // Applies to requests that start service from now on; requests already
+    // being served keep the time they were given.
+    this.serviceTimeMs = ms;
+  }
+
+  /** A fully received request: served now, queued, or refused when the queue is full. */
+  admit(path: string, res: http.ServerResponse): void {
+    if (this.closing || res.destroyed) return;
+    const job: Job = { path, res, arrivedAt: performance.now(), timer: null };
+    if (this.active.size < this.workers && this.queue.size === 0) {
+      this.startService(job);
+      return;
+    }
+    if (this.maxQueue !== null && this.queue.size >= this.maxQueue) {
+      this.rejected++;
+      sendJson(res, 503, { ok: false, error: 'upstream_queue_full' });
+      return;
+    }
+    this.queue.add(job);
+    res.once('close', () => {
+      // 'close' also fires after a normal response; only a job still in the
+      // queue means the client gave up before being served.
+      if (this.queue.delete(job)) this.abandoned++;
+    });
+  }
+
+  /** Stops everything: pending service timers would otherwise keep the process alive. */
+  stop(): void {
+    this.closing = true;
+    for (const job of this.active) if (job.timer) clearTimeout(job.timer);
+    this.active.clear();
+    this.queue.clear();
+  }
+
+  private jitteredServiceTime(): number {
+    // ±10% so that responses do not arrive in perfectly synchronised waves,
+    // which would make latency percentiles in the demo look artificially flat.
+    return this.serviceTimeMs * (0.9 + 0.2 * Math.random());
+  }
+
+  private startService(job: Job): void {
+    this.active.add(job);
+    if (this.active.size > this.maxInFlightSeen) this.maxInFlightSeen = this.active.size;
+    const waitedMs = Math.round(performance.now() - job.arrivedAt);
+    job.timer = setTimeout(() => {
+      job.timer = null;
+      this.active.delete(job);
+      // The work is done whether or not the client is still there: a real
+      // service does not get its CPU time back when the caller hangs up.
+      this.served++;
+      sendJson(job.res, 200, { ok: true, path: job.path, waitedMs });
+      this.dispatch();
+    }, this.jitteredServiceTime());
+  }
+
+  /** Moves queued jobs onto free workers, oldest first. */
+  private dispatch(): void {
+    while (!this.closing && this.active.size < this.workers && this.queue.size > 0) {
+      const next = this.queue.values().next().value as Job;
+      this.queue.delete(next);
+      this.startService(next);
+    }
+  }
+}
+
+/** GET /_control: settings and stats; POST: new settings, all validated before any applies. */
+async function handleControl(model: WorkerModel, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  if (req.method === 'GET') {
+    req.resume();
+    sendJson(res, 200, { ...model.settings(), stats: model.stats() });
+    return;
+  }
+  if (req.method !== 'POST') {
+    req.resume();
+    res.setHeader('allow', 'GET, POST');
+    sendJson(res, 405, { error: 'method_not_allowed' });
+    return;
+  }
+  let parsed: unknown;
+  try {
+    const text = await readBody(req, 64 * 1024);
+    parsed = text.trim() === '' ? {} : JSON.parse(text);
+  } catch {
+    sendJson(res, 400, { error: 'invalid_json' });
+    return;
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    sendJson(res, 400, { error: 'expected a JSON object' });
+    return;
+  }
+  const body = parsed as Record<string, unknown>;
+  // Validate everything before applying anything, so a half-valid request
+  // does not leave the upstream in a state nobody asked for.
+  const problems: string[] = [];
+  const st = body['serviceTimeMs'];
+  const wk = body['workers'];
+  if (st !== undefined && (typeof st !== 'number' || !Number.isFinite(st) || st < 0)) {
+    problems.push('serviceTimeMs must be a finite number >= 0');
+  }
+  if (wk !== undefined && (typeof wk !== 'number' || !Number.isInteger(wk) || wk < 0)) {
+    problems.push('workers must be an integer >= 0');
+  }
+  if (problems.length > 0) {
+    sendJson(res, 400, { error: 'invalid_settings', problems });
+    return;
+  }
+  if (typeof st === 'number') model.setServiceTime(st);
+  if (typeof wk === 'number') model.setWorkers(wk);
+  sendJson(res, 200, { ...model.settings(), stats: model.stats() });
+}
+
 export async function startCapacityUpstream(opts: CapacityUpstreamOptions): Promise<CapacityUpstream> {
   assertWorkers(opts.workers);
   assertServiceTime(opts.serviceTimeMs);
   if (opts.maxQueue !== undefined && (!Number.isInteger(opts.maxQueue) || opts.maxQueue < 0)) {
     throw new RangeError(`maxQueue must be an integer >= 0, got ${opts.maxQueue}`);
   }
-
-  let workers = opts.workers;
-  let serviceTimeMs = opts.serviceTimeMs;
-  const maxQueue = opts.maxQueue ?? null;
-
-  // A Set iterates in insertion order, so it is a FIFO with O(1) removal of an
-  // arbitrary entry: exactly what "client left while waiting" needs.
-  const queue = new Set<Job>();
-  const active = new Set<Job>();
-  let served = 0;
-  let rejected = 0;
-  let abandoned = 0;
-  let maxInFlightSeen = 0;
-  let closing = false;
-
-  function jitteredServiceTime(): number {
-    // ±10% so that responses do not arrive in perfectly synchronised waves,
-    // which would make latency percentiles in the demo look artificially flat.
-    return serviceTimeMs * (0.9 + 0.2 * Math.random());
-  }
-
-  function startService(job: Job): void {
-    active.add(job);
-    if (active.size > maxInFlightSeen) maxInFlightSeen = active.size;
-    const waitedMs = Math.round(performance.now() - job.arrivedAt);
-    job.timer = setTimeout(() => {
-      job.timer = null;
-      active.delete(job);
-      // The work is done whether or not the client is still there: a real
-      // service does not get its CPU time back when the caller hangs up.
-      served++;
-      sendJson(job.res, 200, { ok: true, path: job.path, waitedMs });
-      dispatch();
-    }, jitteredServiceTime());
-  }
-
-  /** Moves queued jobs onto free workers, oldest first. */
-  function dispatch(): void {
-    while (!closing && active.size < workers && queue.size > 0) {
-      const next = queue.values().next().value as Job;
-      queue.delete(next);
-      startService(next);
-    }
-  }
-
-  function admit(path: string, res: http.ServerResponse): void {
-    if (closing || res.destroyed) return;
-    const job: Job = { path, res, arrivedAt: performance.now(), timer: null };
-    if (active.size < workers && queue.size === 0) {
-      startService(job);
-      return;
-    }
-    if (maxQueue !== null && queue.size >= maxQueue) {
-      rejected++;
-      sendJson(res, 503, { ok: false, error: 'upstream_queue_full' });
-      return;
-    }
-    queue.add(job);
-    res.once('close', () => {
-      // 'close' also fires after a normal response; only a job still in the
-      // queue means the client gave up before being served.
-      if (queue.delete(job)) abandoned++;
-    });
-  }
-
-  function settings(): CapacityUpstreamSettings {
-    return { workers, serviceTimeMs, maxQueue };
-  }
-
-  function stats(): CapacityUpstreamStats {
-    return { inFlight: active.size, queued: queue.size, served, rejected, maxInFlightSeen, abandoned };
-  }
-
-  function setWorkers(n: number): void {
-    assertWorkers(n);
-    workers = n;
-    // Growing takes effect at once; shrinking lets in-service requests finish
-    // and simply stops handing out freed workers until active < workers.
-    dispatch();
-  }
-
-  function setServiceTime(ms: number): void {
-    assertServiceTime(ms);
-    // Applies to requests that start service from now on; requests already
-    // being served keep the time they were given.
-    serviceTimeMs = ms;
-  }
-
-  async function handleControl(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    if (req.method === 'GET') {
-      req.resume();
-      sendJson(res, 200, { ...settings(), stats: stats() });
-      return;
-    }
-    if (req.method !== 'POST') {
-      req.resume();
-      res.setHeader('allow', 'GET, POST');
-      sendJson(res, 405, { error: 'method_not_allowed' });
-      return;
-    }
-    let parsed: unknown;
-    try {
-      const text = await readBody(req, 64 * 1024);
-      parsed = text.trim() === '' ? {} : JSON.parse(text);
-    } catch {
-      sendJson(res, 400, { error: 'invalid_json' });
-      return;
-    }
-    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-      sendJson(res, 400, { error: 'expected a JSON object' });
-      return;
-    }
-    const body = parsed as Record<string, unknown>;
-    // Validate everything before applying anything, so a half-valid request
-    // does not leave the upstream in a state nobody asked for.
-    const problems: string[] = [];
-    const st = body['serviceTimeMs'];
-    const wk = body['workers'];
-    if (st !== undefined && (typeof st !== 'number' || !Number.isFinite(st) || st < 0)) {
-      problems.push('serviceTimeMs must be a finite number >= 0');
-    }
-    if (wk !== undefined && (typeof wk !== 'number' || !Number.isInteger(wk) || wk < 0)) {
-      problems.push('workers must be an integer >= 0');
-    }
-    if (problems.length > 0) {
-      sendJson(res, 400, { error: 'invalid_settings', problems });
-      return;
-    }
-    if (typeof st === 'number') setServiceTime(st);
-    if (typeof wk === 'number') setWorkers(wk);
-    sendJson(res, 200, { ...settings(), stats: stats() });
-  }
+  const model = new WorkerModel(opts.workers, opts.serviceTimeMs, opts.maxQueue ?? null);
 
   const server = http.createServer((req, res) => {
     const url = req.url ?? '/';
     const q = url.indexOf('?');
     const pathname = q === -1 ? url : url.slice(0, q);
     if (pathname === CONTROL_PATH) {
-      handleControl(req, res).catch(() => sendJson(res, 500, { error: 'internal' }));
+      handleControl(model, req, res).catch(() => sendJson(res, 500, { error: 'internal' }));
       return;
     }
     // Consume the whole body before queueing, as a real handler would; it
     // also keeps the connection reusable for the next keep-alive request.
     req.resume();
-    req.once('end', () => admit(url, res));
+    req.once('end', () => model.admit(url, res));
   });
   server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
   // Must exceed keepAliveTimeout, otherwise Node may time out a request that
@@ -291,20 +310,22 @@ export async function startCapacityUpstream(opts: CapacityUpstreamOptions): Prom
 
   const address = server.address() as AddressInfo;
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-  const url = `http://${host}:${address.port}`;
 
   async function close(): Promise<void> {
-    if (closing) return;
-    closing = true;
-    // Pending service timers would otherwise keep the process alive for up to
-    // serviceTimeMs after close() resolved.
-    for (const job of active) if (job.timer) clearTimeout(job.timer);
-    active.clear();
-    queue.clear();
+    if (model.closing) return;
+    model.stop();
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     server.closeAllConnections();
     await closed;
   }
 
-  return { url, port: address.port, setServiceTime, setWorkers, stats, settings, close };
+  return {
+    url: `http://${host}:${address.port}`,
+    port: address.port,
+    setServiceTime: (ms) => model.setServiceTime(ms),
+    setWorkers: (n) => model.setWorkers(n),
+    stats: () => model.stats(),
+    settings: () => model.settings(),
+    close,
+  };
 }
