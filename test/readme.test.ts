@@ -13,9 +13,6 @@ import { loadConfig } from '../src/config/load.js';
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const readme = readFileSync(join(root, 'README.md'), 'utf8');
 
-/** docs/architecture.md is written by the rooms refactor (issue 11); until it lands its link may dangle. */
-const NOT_YET_WRITTEN = new Set(['docs/architecture.md']);
-
 test('the quick start opens the README: a policy of at most 15 lines, the one in examples/, that validates', () => {
   const quick = readme.indexOf('## Quick start');
   assert.ok(quick > 0 && quick < readme.indexOf('## Concepts'), 'the quick start comes before the concepts');
@@ -46,6 +43,6 @@ test('every link in the README points inside the repository at a file that exist
     assert.doesNotMatch(link, /^[a-z][a-z0-9+.-]*:/i, `${link}: links outside the repository`);
     const path = normalize(link.split('#')[0] as string);
     assert.ok(!relative(root, join(root, path)).startsWith('..') && !path.startsWith('/'), `${link}: outside the repository`);
-    if (!NOT_YET_WRITTEN.has(path)) assert.ok(existsSync(join(root, path)), `${link}: no such file`);
+    assert.ok(existsSync(join(root, path)), `${link}: no such file`);
   }
 });
