@@ -53,9 +53,13 @@ export const options = {
   thresholds: {
     http_req_failed: ['rate<0.001'],
     refusal_contract_violations: ['count==0'],
-    first_attempt_refused: ['rate>0.02'],
+    // The burst offers ~1,150 arrivals in 5 s to a route that serves 160/s and queues 50:
+    // ~450 of the ~2,500 arrivals (18%) cannot be served on their first attempt.
+    first_attempt_refused: ['rate>0.1'],
+    // Retries that come back while the burst lasts may be refused again.
     retry_ok: ['rate>0.5'],
-    recovered: ['rate>0.95'],
+    // Calm follows for 20 s and a client tries 8 times: every refused client gets through.
+    recovered: ['rate>0.99'],
     // The clients arrived as planned (at most 1% of arrivals dropped for want of a VU).
     dropped_iterations: [droppedAtMost(0.01, PLANNED)],
   },
