@@ -2,7 +2,7 @@
  * The Grafana dashboard against a real Prometheus: a Prometheus server
  * (started here, scraping every second) scrapes a running Sluice while a
  * bounded load runs through it — queueing and refusals, batch and shadow
- * traffic, a client that leaves while queued, 5xx answers, a dead upstream
+ * traffic (with would-be refusals), a client that leaves while queued, 5xx answers, a dead upstream
  * whose breaker opens, client 4xx errors, a good and a bad reload — and then
  * every query of every panel runs as Grafana would run it (a range query over
  * the load, $__rate_interval = 4 × the scrape interval). A query that returns
@@ -15,10 +15,11 @@ import { writeFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import { dashboardTargets, fillVariables } from './helpers/dashboard.js';
 import { startPrometheus, type RangeSeries, type TestPrometheus } from './helpers/prometheus.js';
-import { rawRequest, send, startSluiceFile, writePolicy, type Running } from './helpers/sluice.js';
+import { scrape } from './helpers/prom.js';
+import { eventually as waitFor, rawRequest, send, startSluiceFile, writePolicy, type Running } from './helpers/sluice.js';
 import { startUpstream, type TestUpstream } from './helpers/upstream.js';
 
-const ROUTES = ['main', 'dead', 'shadow'] as const;
+const ROUTES = ['main', 'dead', 'shadow', 'held'] as const;
 
 function policy(upstream: string, deadUpstream: string, mainLimit: number): string {
   return `
@@ -46,6 +47,10 @@ routes:
     match: { pathPrefix: /shadow }
     upstream: ${upstream}
     mode: shadow
+    limit: { algorithm: fixed, initial: 1 }
+  - name: held
+    match: { pathPrefix: /held }
+    upstream: ${upstream}
     limit: { algorithm: fixed, initial: 1 }
 `;
 }
@@ -107,22 +112,32 @@ before(async () => {
     path: (i) => (i % 10 === 9 ? '/api/status/500' : `/api/delay/${20 + (i % 4) * 10}`),
     headers: (i): Record<string, string> => (i % 3 === 0 ? { 'x-priority': 'batch' } : {}),
   });
-  // Shadow: more at once than its limit (1) and queue (6) take, so some would be refused.
-  const shadow = load(s.url, { workers: 10, everyMs: 50, count: 600, ms: 3000, path: () => '/shadow/delay/30' });
+  const shadow = load(s.url, { workers: 3, everyMs: 50, count: 200, ms: 3000, path: () => '/shadow/delay/30' });
   const dead = load(s.url, { workers: 1, everyMs: 50, count: 60, ms: 3000, path: () => '/dead/x' });
-  // Clients that give up while queued (abandoned), while the main route is busy.
-  const leavers = (async () => {
-    for (let i = 0; i < 5; i++) {
-      await send(`${s.url}/api/delay/10`, { signal: AbortSignal.timeout(15) }).catch(() => undefined);
-      await sleep(300);
-    }
+  // Made to happen, not left to timing: shadow requests held at the upstream, more than its
+  // limit (1) and queue (6) take, so the last ones would be refused; a client that leaves
+  // while queued behind a held request (abandoned).
+  const rare = (async () => {
+    const held = Array.from({ length: 9 }, (_, i) => send(`${s.url}/shadow/hold/s${i}`));
+    await up.waitHolding(9);
+    await waitFor(async () => (await s.state()).routes.find((r) => r.name === 'shadow')?.inflight === 9, 'shadow holds');
+    const first = send(`${s.url}/held/hold/h0`);
+    await up.waitHolding(10);
+    const leaving = new AbortController();
+    const leaver = send(`${s.url}/held/x`, { signal: leaving.signal }).catch(() => undefined);
+    await waitFor(async () => (await s.state()).routes.find((r) => r.name === 'held')?.queued === 1, 'the leaver queued');
+    leaving.abort();
+    await leaver;
+    await waitFor(async () => (await scrape(s.adminUrl)).value('sluice_requests_total', { route: 'held', lane: 'interactive', outcome: 'abandoned' }) === 1, 'abandoned');
+    up.releaseAll();
+    await Promise.all([first, ...held]);
   })();
   // Client errors Sluice answers itself: no route, a path that is not valid percent-encoding, garbage, CONNECT.
   assert.equal((await send(`${s.url}/nowhere`)).status, 404);
   await send(`${s.url}/api/%zz`);
   await rawRequest(s.url, 'this is not http\r\n\r\n');
   await rawRequest(s.url, 'CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n');
-  const [mainStatuses, , deadStatuses] = await Promise.all([main, shadow, dead, leavers]);
+  const [mainStatuses, , deadStatuses] = await Promise.all([main, shadow, dead, rare]);
   assert.ok(mainStatuses.includes(200) && mainStatuses.includes(503) && mainStatuses.includes(500), `main: ${[...new Set(mainStatuses)]}`);
   assert.ok(deadStatuses.includes(502) && deadStatuses.includes(503), `dead: ${[...new Set(deadStatuses)]}`);
 

@@ -380,6 +380,8 @@ export const LIVE_PAGE = String.raw`<!doctype html>
   function add(batch) {
     // The server restarted (its sequence went back): start over with what it has.
     if (batch.latest < lastSeq) { samples = []; lastSeq = 0; }
+    // What the tab got before it had seen anything itself: the server's history.
+    if (!document.body.hasAttribute('data-first-batch')) document.body.setAttribute('data-first-batch', String(batch.samples.length));
     batch.samples.forEach(function (s) {
       if (s.seq <= lastSeq) return;
       s.byName = {};
