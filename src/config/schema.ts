@@ -127,7 +127,7 @@ export const policyShape = {
   // No default here: a route without a mode inherits the top-level `mode`.
   mode: oneOf(MODES).optional(),
   limit: obj({
-    algorithm: oneOf(['fixed', 'aimd', 'gradient', 'vegas']).default('gradient'),
+    algorithm: oneOf(['fixed', 'aimd', 'gradient', 'vegas', 'little']).default('gradient'),
     initial: int(1).default(32),
     min: int(1).default(1),
     max: int(1).default(1000),
@@ -149,6 +149,11 @@ export const policyShape = {
         .union([z.literal('sqrt'), z.number()], { error: unlessMissing('must be "sqrt" or a number >= 0') })
         .refine((v) => v === 'sqrt' || v >= 0, 'must be "sqrt" or a number >= 0')
         .default('sqrt'),
+    }).prefault({}),
+    little: obj({
+      queue: num('> 0 and <= 2', (n) => n > 0 && n <= 2).default(0.4),
+      growth: num('> 0 and <= 1', (n) => n > 0 && n <= 1).default(0.5),
+      probeEvery: int(2).default(30),
     }).prefault({}),
     vegas: obj({
       alpha: num('> 0', (n) => n > 0).default(3),

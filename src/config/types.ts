@@ -8,7 +8,7 @@
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 export type Mode = 'enforce' | 'shadow';
-export type LimitAlgorithm = 'fixed' | 'aimd' | 'gradient' | 'vegas';
+export type LimitAlgorithm = 'fixed' | 'aimd' | 'gradient' | 'vegas' | 'little';
 
 export interface Listen {
   readonly host: string;
@@ -101,6 +101,11 @@ export interface LimitConfig {
     readonly queueAllowance: 'sqrt' | number; // 'sqrt'
   };
   readonly vegas: { readonly alpha: number; readonly beta: number }; // 3, 6
+  readonly little: {
+    readonly queue: number; // 0.4 (standing queue allowance: queue * sqrt(useful concurrency))
+    readonly growth: number; // 0.5 (x1.5 per increase while the RTT shows headroom)
+    readonly probeEvery: number; // 30 (windows between routine baseline probes)
+  };
   readonly hysteresis: { readonly increaseAfterWindows: number; readonly deadBand: number }; // 2, 0.05
 }
 

@@ -36,15 +36,24 @@ interface ManualTimer {
   cancelled: boolean;
 }
 
+/** Heap order: due time, then creation order. */
+function before(a: ManualTimer, b: ManualTimer): boolean {
+  return a.at < b.at || (a.at === b.at && a.seq < b.seq);
+}
+
 /**
  * A clock that moves only when told to. `advance(ms)` fires every due timer
  * in time order (ties in creation order), with now() equal to each timer's
  * due time while it runs, so callbacks see the time they were scheduled for.
+ * Timers sit in a binary heap (O(log n) per timer), so simulations with
+ * thousands of pending timers stay fast; a cancelled timer is skipped when
+ * it reaches the top.
  */
 export class ManualClock implements Clock {
   private t: number;
   private seq = 0;
-  private timers: ManualTimer[] = [];
+  private readonly heap: ManualTimer[] = [];
+  private pending = 0;
 
   constructor(start = 0) {
     this.t = start;
@@ -56,29 +65,64 @@ export class ManualClock implements Clock {
 
   setTimer(fn: () => void, ms: number): Timer {
     const timer: ManualTimer = { at: this.t + Math.max(0, ms), seq: this.seq++, fn, cancelled: false };
-    this.timers.push(timer);
-    return { cancel: () => void (timer.cancelled = true) };
+    this.push(timer);
+    this.pending++;
+    return {
+      cancel: () => {
+        if (timer.cancelled) return;
+        timer.cancelled = true;
+        this.pending--;
+      },
+    };
   }
 
   /** Number of timers that are still pending. */
   pendingTimers(): number {
-    return this.timers.filter((x) => !x.cancelled).length;
+    return this.pending;
   }
 
   advance(ms: number): void {
     const end = this.t + ms;
-    for (;;) {
-      this.timers = this.timers.filter((x) => !x.cancelled);
-      let next: ManualTimer | undefined;
-      for (const x of this.timers) {
-        if (x.at <= end && (next === undefined || x.at < next.at || (x.at === next.at && x.seq < next.seq))) next = x;
-      }
-      if (next === undefined) break;
+    for (let next = this.heap[0]; next !== undefined && next.at <= end; next = this.heap[0]) {
+      this.pop();
+      if (next.cancelled) continue;
       next.cancelled = true;
+      this.pending--;
       this.t = Math.max(this.t, next.at);
       next.fn();
     }
     this.t = end;
+  }
+
+  private push(x: ManualTimer): void {
+    const h = this.heap;
+    let i = h.length;
+    h.push(x);
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      const p = h[parent] as ManualTimer;
+      if (!before(x, p)) break;
+      h[i] = p;
+      i = parent;
+    }
+    h[i] = x;
+  }
+
+  private pop(): void {
+    const h = this.heap;
+    const last = h.pop() as ManualTimer;
+    if (h.length === 0) return;
+    let i = 0;
+    for (;;) {
+      const l = 2 * i + 1;
+      if (l >= h.length) break;
+      const r = l + 1;
+      const c = r < h.length && before(h[r] as ManualTimer, h[l] as ManualTimer) ? r : l;
+      if (!before(h[c] as ManualTimer, last)) break;
+      h[i] = h[c] as ManualTimer;
+      i = c;
+    }
+    h[i] = last;
   }
 }
 

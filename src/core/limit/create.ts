@@ -4,6 +4,7 @@ import { AdaptiveLimit } from './adaptive.js';
 import { Aimd } from './aimd.js';
 import { Gradient } from './gradient.js';
 import { FixedLimit, type Limit } from './limit.js';
+import { LittleLimit } from './little-limit.js';
 import { Vegas } from './vegas.js';
 
 export function createLimit(cfg: LimitConfig): Limit {
@@ -16,5 +17,7 @@ export function createLimit(cfg: LimitConfig): Limit {
       return new AdaptiveLimit(cfg, new Gradient(cfg.gradient), cfg.gradient.longWindow);
     case 'vegas':
       return new AdaptiveLimit(cfg, new Vegas(cfg.vegas));
+    case 'little':
+      return new LittleLimit(cfg, cfg.little);
   }
 }

@@ -10,8 +10,13 @@
  * Aggregates: the window's RTT is the configured percentile of the RTTs of
  * its successful samples (a dropped request's RTT says nothing about
  * queueing: a fast 503 would look like an idle upstream, a timeout like a
- * slow one), the largest in-flight count seen at dispatch, and the number of
- * drops.
+ * slow one), how precise that percentile is, the largest and the mean
+ * in-flight count seen at dispatch, and the number of drops.
+ *
+ * Precision: the relative standard error of a sample percentile is about
+ * 1.25 · σ / (√n · value) (exact for the median of a normal distribution),
+ * with σ estimated robustly as IQR / 1.35. It tells a controller how large
+ * a change must be to be more than this window's noise.
  */
 import type { WindowConfig } from '../../config/types.js';
 import { LogHistogram } from '../histogram.js';
@@ -26,7 +31,11 @@ export interface Window {
   readonly samples: number;
   /** The percentile RTT of the successful samples; NaN when every sample was a drop. */
   readonly rttMs: number;
+  /** Relative standard error of rttMs (see above); NaN with fewer than 2 successes. */
+  readonly rttError: number;
   readonly maxInflight: number;
+  /** Mean in-flight count at dispatch of the window's samples (each sample counts itself). */
+  readonly meanInflight: number;
   readonly drops: number;
 }
 
@@ -35,6 +44,7 @@ export class SampleWindow {
   private samples = 0;
   private drops = 0;
   private maxInflight = 0;
+  private sumInflight = 0;
   private startMs = 0;
   private endMs = 0;
 
@@ -43,9 +53,10 @@ export class SampleWindow {
   /**
    * Adds a sample; returns the window when this sample closed it (the next
    * sample starts a new one), else null. Samples dispatched while more than
-   * `inflightCap` requests were in flight are left out (used by probes).
+   * `inflightCap` requests were in flight are left out, and `minSamples`
+   * overrides the configured count (both used by probes).
    */
-  add(s: Sample, inflightCap = Infinity): Window | null {
+  add(s: Sample, inflightCap = Infinity, minSamples = this.cfg.minSamples): Window | null {
     if (s.inflight > inflightCap) return null;
     const end = s.startedAt + s.rttMs;
     if (this.samples === 0) this.startMs = this.endMs = end;
@@ -54,13 +65,19 @@ export class SampleWindow {
     if (s.dropped) this.drops++;
     else this.rtts.record(s.rttMs);
     if (s.inflight > this.maxInflight) this.maxInflight = s.inflight;
-    if (this.samples < this.cfg.minSamples || this.endMs - this.startMs < this.cfg.windowMs) return null;
+    this.sumInflight += s.inflight;
+    if (this.samples < minSamples || this.endMs - this.startMs < this.cfg.windowMs) return null;
+    const rttMs = this.rtts.percentile(this.cfg.percentile);
+    const n = this.rtts.count;
+    const iqr = this.rtts.percentile(0.75) - this.rtts.percentile(0.25);
     const w: Window = {
       startMs: this.startMs,
       endMs: this.endMs,
       samples: this.samples,
-      rttMs: this.rtts.percentile(this.cfg.percentile),
+      rttMs,
+      rttError: n >= 2 && rttMs > 0 ? (1.25 * iqr) / 1.35 / Math.sqrt(n) / rttMs : NaN,
       maxInflight: this.maxInflight,
+      meanInflight: this.sumInflight / this.samples,
       drops: this.drops,
     };
     this.clear();
@@ -70,6 +87,6 @@ export class SampleWindow {
   /** Forgets the open window. */
   clear(): void {
     this.rtts.reset();
-    this.samples = this.drops = this.maxInflight = 0;
+    this.samples = this.drops = this.maxInflight = this.sumInflight = 0;
   }
 }

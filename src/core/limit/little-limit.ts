@@ -1,0 +1,95 @@
+/**
+ * LittleLimit: the default adaptive limit. It composes the windowing
+ * (./window.ts), the baseline and its probes (./probe.ts), the Little rule
+ * (./little.ts), clamping and the hysteresis of ./hysteresis.ts:
+ *
+ *   onSample ─▶ SampleWindow ─▶ probing? ── Baseline.probeWindow ─▶ next step | limit back
+ *                                 │ no
+ *                                 ▼
+ *                   littleNext(estimate, window, baseline) ─▶ clamp [min, max]
+ *                   ─▶ Hysteresis ─▶ current ─▶ Baseline.steadyWindow ─▶ probe?
+ *
+ * While a probe runs, `current` is the probe's step limit and only samples
+ * dispatched within it count; the estimate is left alone. A probe window in
+ * which the upstream signalled overload ends the probe and is fed to the
+ * rule, which backs off.
+ */
+import type { LimitConfig } from '../../config/types.js';
+import { Hysteresis } from './hysteresis.js';
+import type { Limit, RttEstimates, Sample } from './limit.js';
+import { littleNext, read, type LittleConfig } from './little.js';
+import { Baseline } from './probe.js';
+import { SampleWindow, type Window } from './window.js';
+
+type Bounds = Pick<LimitConfig, 'initial' | 'min' | 'max' | 'window' | 'hysteresis'>;
+
+export class LittleLimit implements Limit {
+  current: number;
+  private estimate: number;
+  private readonly window: SampleWindow;
+  private readonly hysteresis: Hysteresis;
+  private readonly baseline: Baseline;
+  private recentMs = NaN;
+  /** Consecutive steady windows that showed headroom. */
+  private headroomRun = 0;
+
+  constructor(
+    private readonly cfg: Bounds,
+    private readonly little: LittleConfig,
+  ) {
+    this.estimate = cfg.initial;
+    this.window = new SampleWindow(cfg.window);
+    this.hysteresis = new Hysteresis(cfg.hysteresis);
+    this.baseline = new Baseline({ probeEvery: little.probeEvery, min: cfg.min });
+    this.current = this.baseline.start('start', cfg.initial);
+  }
+
+  get rtt(): RttEstimates {
+    const b = this.baseline.ms;
+    return { recentMs: Number.isNaN(this.recentMs) ? null : this.recentMs, baselineMs: Number.isNaN(b) ? null : b };
+  }
+
+  onSample(s: Sample): void {
+    const w = this.window.add(s, this.baseline.cap, this.baseline.minSamples(this.cfg.window.minSamples));
+    if (w === null) return;
+    if (w.rttMs > 0) this.recentMs = w.rttMs;
+    if (this.baseline.active) this.probeWindow(w);
+    else this.steadyWindow(w);
+  }
+
+  private probeWindow(w: Window): void {
+    if (w.drops > 0) {
+      this.endProbe(this.estimate);
+      this.steadyWindow(w);
+      return;
+    }
+    const r = this.baseline.probeWindow(w, this.little.queue);
+    this.window.clear();
+    if ('step' in r) this.current = r.step;
+    else this.endProbe(r.done);
+  }
+
+  private endProbe(limit: number): void {
+    this.headroomRun = 0;
+    this.estimate = this.clamp(limit);
+    this.current = Math.max(1, Math.floor(this.estimate));
+    this.hysteresis.reset();
+  }
+
+  private steadyWindow(w: Window): void {
+    const published = this.current;
+    const r = read(w, this.baseline.ms, this.little.queue);
+    this.headroomRun = r.headroom ? this.headroomRun + 1 : 0;
+    const target = this.clamp(littleNext(this.estimate, published, w, r, this.headroomRun, this.little));
+    this.estimate = target;
+    this.current = this.hysteresis.next(published, target, w.drops > 0);
+    const advice = this.baseline.steadyWindow(w, this.current);
+    if (advice === 'none') return;
+    this.current = this.baseline.start(advice, this.current);
+    this.window.clear();
+  }
+
+  private clamp(x: number): number {
+    return Math.min(this.cfg.max, Math.max(this.cfg.min, x));
+  }
+}
