@@ -144,7 +144,7 @@ export const SCENARIOS: readonly Scenario[] = [
       { name: 'A and B', ms: 15_000 },
     ],
     instances: 2,
-    streams: [...load(0, 50, 400, 0, 25_000), ...load(1, 50, 400, 10_000, 25_000)],
+    streams: [...load(0, 50, 600, 0, 25_000), ...load(1, 50, 600, 10_000, 25_000)],
   },
   {
     id: 'lognormal',

@@ -152,7 +152,7 @@ export const policyShape = {
     }).prefault({}),
     little: obj({
       queue: num('> 0 and <= 2', (n) => n > 0 && n <= 2).default(0.4),
-      growth: num('> 0 and <= 1', (n) => n > 0 && n <= 1).default(0.5),
+      growth: num('> 0 and <= 1', (n) => n > 0 && n <= 1).default(1),
       probeEvery: int(2).default(30),
     }).prefault({}),
     vegas: obj({

@@ -103,7 +103,7 @@ export interface LimitConfig {
   readonly vegas: { readonly alpha: number; readonly beta: number }; // 3, 6
   readonly little: {
     readonly queue: number; // 0.4 (standing queue allowance: queue * sqrt(useful concurrency))
-    readonly growth: number; // 0.5 (x1.5 per increase while the RTT shows headroom)
+    readonly growth: number; // 1 (at most x2 per increase while the RTT shows headroom)
     readonly probeEvery: number; // 30 (windows between routine baseline probes)
   };
   readonly hysteresis: { readonly increaseAfterWindows: number; readonly deadBand: number }; // 2, 0.05

@@ -21,6 +21,9 @@ import { littleNext, read, type LittleConfig } from './little.js';
 import { Baseline } from './probe.js';
 import { SampleWindow, type Window } from './window.js';
 
+/** Windows stay open until their RTT is known to ±5% (one standard error): see ./window.ts. */
+const WINDOW_ERROR = 0.05;
+
 type Bounds = Pick<LimitConfig, 'initial' | 'min' | 'max' | 'window' | 'hysteresis'>;
 
 export class LittleLimit implements Limit {
@@ -30,15 +33,17 @@ export class LittleLimit implements Limit {
   private readonly hysteresis: Hysteresis;
   private readonly baseline: Baseline;
   private recentMs = NaN;
-  /** Consecutive steady windows that showed headroom. */
+  /** Steady windows that showed headroom, in a row (halved by a window that did not, see steadyWindow). */
   private headroomRun = 0;
+  /** Steady windows that showed headroom, strictly in a row. */
+  private headroomInARow = 0;
 
   constructor(
     private readonly cfg: Bounds,
     private readonly little: LittleConfig,
   ) {
     this.estimate = cfg.initial;
-    this.window = new SampleWindow(cfg.window);
+    this.window = new SampleWindow(cfg.window, WINDOW_ERROR);
     this.hysteresis = new Hysteresis(cfg.hysteresis);
     this.baseline = new Baseline({ probeEvery: little.probeEvery, min: cfg.min });
     this.current = this.baseline.start('start', cfg.initial);
@@ -70,7 +75,7 @@ export class LittleLimit implements Limit {
   }
 
   private endProbe(limit: number): void {
-    this.headroomRun = 0;
+    this.headroomRun = this.headroomInARow = 0;
     this.estimate = this.clamp(limit);
     this.current = Math.max(1, Math.floor(this.estimate));
     this.hysteresis.reset();
@@ -79,8 +84,13 @@ export class LittleLimit implements Limit {
   private steadyWindow(w: Window): void {
     const published = this.current;
     const r = read(w, this.baseline.ms, this.little.queue);
-    this.headroomRun = r.headroom ? this.headroomRun + 1 : 0;
-    const target = this.clamp(littleNext(this.estimate, published, w, r, this.headroomRun, this.little));
+    // A queue beyond the allowance ends a run of headroom; a window merely without
+    // headroom (noise near the knee) halves it, so growth resumes where it was.
+    this.headroomRun = r.headroom ? this.headroomRun + 1 : r.queued > r.allow ? 0 : this.headroomRun >> 1;
+    this.headroomInARow = r.headroom ? this.headroomInARow + 1 : 0;
+    // One window alone is not headroom: near the knee, noise shows some.
+    const run = this.headroomInARow >= 2 ? this.headroomRun : 0;
+    const target = this.clamp(littleNext(this.estimate, published, w, r, run, this.little));
     this.estimate = target;
     this.current = this.hysteresis.next(published, target, w.drops > 0);
     const advice = this.baseline.steadyWindow(w, this.current);

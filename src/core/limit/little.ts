@@ -2,19 +2,23 @@
  * Little: the limit follows the upstream's useful concurrency, estimated by
  * Little's law from one window and the unqueued RTT (./probe.ts).
  *
- *   U        = n · min(1, baseline / rtt)   useful concurrency: what is in service
+ *   U        = n · baseline / rtt           useful concurrency: what is in service
  *   queued   = n − U                        what waits in the upstream's queue
  *   allow    = queue · √U                   the standing queue we keep   [queue 0.4]
  *
  *   queued > allow             → L ← U + allow        (shrink to it at once)
  *   headroom¹ in the last 3 windows, the window filled the limit
- *                              → L ← max(U + allow, L · (1 + growth))   [growth 0.5]
- *   the window filled the limit → L ← max(L, U + allow)  (creep up to it)
+ *                              → L ← max(U + allow, min(L + step, published · (1 + growth)))
+ *                                step = allow · 2^(run − 3): doubling from allow/2   [growth 1]
+ *   the window filled the limit → L ← U + allow  (averaged, see below)
+ *   ("filled": max in-flight reached L and the mean was at least 0.9 · L)
  *   otherwise (app-limited)    → L unchanged
  *   a window with drops        → L ← min(that, 0.9 · L)
  *   ¹ queued < allow / 2 by more than the window's RTT error · n
- *   A change smaller than twice the window's RTT error is noise: only 30% of
- *   it is applied.
+ *   A change of less than 3 standard errors of the window's RTT is partly
+ *   noise: only max(0.25, (change / 3 SE)²) of it is applied (all of it
+ *   beyond), so on a noisy upstream the limit is an average over windows and
+ *   a real change moves it at once.
  *
  * n is the mean in-flight count at dispatch of the window's samples, rtt
  * their percentile RTT (./window.ts), baseline the same percentile with no
@@ -32,7 +36,7 @@
  * L_i · (1 − baseline / rtt) = 0.4 · √(U_i); the right side grows slower than
  * the left, which pushes the larger instance down and the smaller up
  * (a proportional allowance would keep any split forever).
- * Growth is multiplicative only when three windows in a row show headroom
+ * Growth is multiplicative only when two windows in a row show headroom
  * beyond their noise: the published limit is an integer below L*, so the
  * real standing queue can be a request short of the allowance, and one
  * noisy window must not take that for headroom. A noisy upstream creeps
@@ -43,7 +47,7 @@ import type { Window } from './window.js';
 export interface LittleConfig {
   /** Standing queue allowance: queue · √U requests waiting at the upstream. */
   readonly queue: number;
-  /** Growth per increase while the RTT shows headroom (0.5 = ×1.5). */
+  /** Most growth per increase while the RTT shows headroom (1 = ×2). */
   readonly growth: number;
   /** Windows between two routine baseline probes. */
   readonly probeEvery: number;
@@ -51,8 +55,14 @@ export interface LittleConfig {
 
 /** Multiplicative backoff for a window in which the upstream signalled overload. */
 const DROP_BACKOFF = 0.9;
-/** Share of a change within the window's noise that is applied. */
-const NOISE_SMOOTHING = 0.3;
+/** A change of this many standard errors of the window's RTT is applied in full. */
+const NOISE_Z = 3;
+/** The least share of a change that is applied: below 3 SE the limit is an average of this gain. */
+const MIN_GAIN = 0.25;
+/** A window filled the limit when its mean in-flight count at dispatch was at least this share of it. */
+const FILLED = 0.9;
+/** U may exceed n by this factor at most (a window faster than the baseline). */
+const MAX_RATIO = 1.25;
 
 /** What one window says about the upstream, given the baseline. */
 export interface Reading {
@@ -68,7 +78,10 @@ export interface Reading {
 
 export function read(w: Window, baselineMs: number, queue: number): Reading {
   const n = w.meanInflight;
-  const ratio = w.rttMs > 0 && baselineMs > 0 ? Math.min(1, baselineMs / w.rttMs) : 1;
+  // Not clamped at 1: a window a little faster than the baseline is noise, and
+  // cutting it off would bias U low on a noisy upstream (only the noise above
+  // the baseline would count). Clamped at MAX_RATIO against a stale baseline.
+  const ratio = w.rttMs > 0 && baselineMs > 0 ? Math.min(MAX_RATIO, baselineMs / w.rttMs) : 1;
   const useful = n * ratio;
   const allow = queue * Math.sqrt(useful);
   const error = Number.isFinite(w.rttError) ? w.rttError : 0;
@@ -78,18 +91,24 @@ export function read(w: Window, baselineMs: number, queue: number): Reading {
 /**
  * The next estimate from `estimate` (the real-valued limit) after window `w`;
  * `published` is the integer limit the window ran under; `run`: how many
- * windows in a row (this one included) showed headroom.
+ * windows in a row (this one included) showed headroom, 0 when this one did not.
  */
 export function littleNext(estimate: number, published: number, w: Window, r: Reading, run: number, cfg: LittleConfig): number {
   const { useful, allow, queued } = r;
-  const filled = w.maxInflight >= published;
+  // The limit was what bounded the window: requests were dispatched at (about) the limit.
+  const filled = w.maxInflight >= published && w.meanInflight >= FILLED * published;
   const error = Number.isFinite(w.rttError) ? w.rttError : 0;
   let target: number;
   if (queued > allow) target = useful + allow;
   else if (!filled) target = estimate;
-  else if (run > 0) target = Math.max(useful + allow, published + Math.min(published * cfg.growth, allow * 2 ** (run - 2)));
-  else target = Math.max(estimate, useful + allow);
-  if (w.drops > 0) target = Math.min(target, estimate * DROP_BACKOFF);
-  else if (Math.abs(target - estimate) <= 2 * error * estimate) target = estimate + NOISE_SMOOTHING * (target - estimate);
-  return target;
+  else if (r.headroom && run > 0) {
+    // The estimate may run a step ahead of the published limit (hysteresis publishes every K windows), no more.
+    const step = allow * 2 ** (run - 3);
+    target = Math.max(useful + allow, Math.min(published * (1 + cfg.growth), Math.max(estimate, published) + step));
+  }
+  else target = useful + allow;
+  if (w.drops > 0) return Math.min(target, estimate * DROP_BACKOFF);
+  // How much of the change to believe: all of it beyond 3 standard errors, less and less below.
+  const z = error > 0 ? Math.abs(target - estimate) / (NOISE_Z * error * estimate) : Infinity;
+  return estimate + Math.max(MIN_GAIN, Math.min(1, z * z)) * (target - estimate);
 }

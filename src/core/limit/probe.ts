@@ -19,7 +19,7 @@
  *   last (unqueued) step. Run at start (so an initial limit far above the
  *   upstream's capacity is measured right: each halving drains half the
  *   queue), and on demand when the limit has fallen below 2/3 of its highest
- *   value since the last probe: that fall is either a queue (then the probe
+ *   value since the last deep probe: that fall is either a queue (then the probe
  *   confirms the baseline) or a slower upstream (then the baseline rises).
  *   On demand the first step runs at the fallen limit itself; at start, at
  *   half the initial limit. Flat needs two steps of the same probe: the
@@ -29,7 +29,7 @@
  *   count).
  * - routine: every `probeEvery` windows one window at 80% of the limit,
  *   which drains the standing queue the limit keeps (0.4·√C ≤ 20% of C).
- *   A result within ±25% of the baseline is averaged in (noise); lower
+ *   A result within ±25% of the baseline is averaged in (weight 0.3); lower
  *   replaces it (the upstream got faster); higher by more than 25% starts a
  *   deep probe to find out why.
  * Between probes, a window whose RTT is below the baseline beyond its noise
@@ -70,6 +70,8 @@ const FLAT = 0.3;
 const MAX_DEEP_STEPS = 8;
 const ROUTINE_DEPTH = 0.8;
 const ROUTINE_BAND = 0.25;
+/** Weight of a routine probe's result within the band (an average over the last few probes). */
+const ROUTINE_GAIN = 0.3;
 /** The limit fell below this share of its high since the last probe: probe deep. */
 const FALL = 2 / 3;
 
@@ -97,7 +99,7 @@ export class Baseline {
   ms = NaN;
   private probing: Probing | null = null;
   private untilRoutine: number;
-  /** The highest in-flight count the upstream had (within the limit) since the last probe ended. */
+  /** The highest in-flight count the upstream had (within the limit) since the last deep probe ended. */
   private high = 0;
 
   constructor(
@@ -170,8 +172,11 @@ export class Baseline {
       this.probing = { kind: 'deep', restore: p.restore, cap: Math.max(this.cfg.min, Math.floor(p.cap / 2)), steps: [point], queueFound: false };
       return { step: this.probing.cap };
     }
-    this.ms = point.rttMs < old * (1 - ROUTINE_BAND) || !(old > 0) ? point.rttMs : (old + point.rttMs) / 2;
-    return { done: this.finish(p.restore) };
+    this.ms = point.rttMs < old * (1 - ROUTINE_BAND) || !(old > 0) ? point.rttMs : old + ROUTINE_GAIN * (point.rttMs - old);
+    // A routine probe changes nothing about where the limit has been: `high` stays.
+    this.probing = null;
+    this.untilRoutine = this.cfg.probeEvery;
+    return { done: p.restore };
   }
 
   private endDeep(p: Probing, queue: number): number {
@@ -193,10 +198,11 @@ export class Baseline {
     return this.finish(limit);
   }
 
+  /** Ends a deep probe returning to `limit`, which becomes the new high. */
   private finish(limit: number): number {
     this.probing = null;
     this.untilRoutine = this.cfg.probeEvery;
-    this.high = 0;
+    this.high = Math.max(this.cfg.min, Math.floor(limit));
     return limit;
   }
 }

@@ -16,7 +16,11 @@
  * Precision: the relative standard error of a sample percentile is about
  * 1.25 · σ / (√n · value) (exact for the median of a normal distribution),
  * with σ estimated robustly as IQR / 1.35. It tells a controller how large
- * a change must be to be more than this window's noise.
+ * a change must be to be more than this window's noise. A window given a
+ * `maxError` also stays open until its RTT is that precise (or it spans
+ * MAX_STRETCH windows): a noisy upstream gets longer windows instead of
+ * noisier ones. The error is re-checked each time the count grew by a
+ * quarter, so the check costs O(log n) percentile walks per window.
  */
 import type { WindowConfig } from '../../config/types.js';
 import { LogHistogram } from '../histogram.js';
@@ -39,8 +43,13 @@ export interface Window {
   readonly drops: number;
 }
 
+/** How many windowMs a window with `maxError` may stretch to. */
+const MAX_STRETCH = 10;
+
 export class SampleWindow {
   private readonly rtts = new LogHistogram();
+  /** Sample count at which to look at the error again (maxError windows). */
+  private checkAt = 0;
   private samples = 0;
   private drops = 0;
   private maxInflight = 0;
@@ -48,7 +57,11 @@ export class SampleWindow {
   private startMs = 0;
   private endMs = 0;
 
-  constructor(private readonly cfg: WindowConfig) {}
+  constructor(
+    private readonly cfg: WindowConfig,
+    /** Close only once the RTT's relative standard error is at most this (see above). */
+    private readonly maxError = Infinity,
+  ) {}
 
   /**
    * Adds a sample; returns the window when this sample closed it (the next
@@ -66,16 +79,20 @@ export class SampleWindow {
     else this.rtts.record(s.rttMs);
     if (s.inflight > this.maxInflight) this.maxInflight = s.inflight;
     this.sumInflight += s.inflight;
-    if (this.samples < minSamples || this.endMs - this.startMs < this.cfg.windowMs) return null;
+    const span = this.endMs - this.startMs;
+    if (this.samples < minSamples || span < this.cfg.windowMs || this.samples < this.checkAt) return null;
     const rttMs = this.rtts.percentile(this.cfg.percentile);
-    const n = this.rtts.count;
-    const iqr = this.rtts.percentile(0.75) - this.rtts.percentile(0.25);
+    const rttError = this.error(rttMs);
+    if (rttError > this.maxError && span < MAX_STRETCH * this.cfg.windowMs) {
+      this.checkAt = Math.ceil(this.samples * 1.25);
+      return null;
+    }
     const w: Window = {
       startMs: this.startMs,
       endMs: this.endMs,
       samples: this.samples,
       rttMs,
-      rttError: n >= 2 && rttMs > 0 ? (1.25 * iqr) / 1.35 / Math.sqrt(n) / rttMs : NaN,
+      rttError,
       maxInflight: this.maxInflight,
       meanInflight: this.sumInflight / this.samples,
       drops: this.drops,
@@ -84,8 +101,16 @@ export class SampleWindow {
     return w;
   }
 
+  private error(rttMs: number): number {
+    const n = this.rtts.count;
+    if (n < 2 || !(rttMs > 0)) return NaN;
+    const iqr = this.rtts.percentile(0.75) - this.rtts.percentile(0.25);
+    return (1.25 * iqr) / 1.35 / Math.sqrt(n) / rttMs;
+  }
+
   /** Forgets the open window. */
   clear(): void {
+    this.checkAt = 0;
     this.rtts.reset();
     this.samples = this.drops = this.maxInflight = this.sumInflight = 0;
   }
