@@ -151,7 +151,7 @@ export const policyShape = {
         .default('sqrt'),
     }).prefault({}),
     little: obj({
-      queue: num('> 0 and <= 2', (n) => n > 0 && n <= 2).default(0.4),
+      queue: num('> 0 and <= 2', (n) => n > 0 && n <= 2).default(0.35),
       growth: num('> 0 and <= 1', (n) => n > 0 && n <= 1).default(1),
       probeEvery: int(2).default(30),
     }).prefault({}),

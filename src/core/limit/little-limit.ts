@@ -9,6 +9,12 @@
  *                   littleNext(estimate, window, baseline) ─▶ clamp [min, max]
  *                   ─▶ Hysteresis ─▶ current ─▶ Baseline.steadyWindow ─▶ probe?
  *
+ * The published limit is floor(estimate + d) with d stepping through [0, 1)
+ * (then the hysteresis): over a few windows it averages the estimate. A
+ * plain floor would keep an instance whose share is 4.4 at 4 forever: the
+ * small correction the Little rule asks for would never reach the
+ * upstream, and neither would the √ that makes instances fair.
+ *
  * While a probe runs, `current` is the probe's step limit and only samples
  * dispatched within it count; the estimate is left alone. A probe window in
  * which the upstream signalled overload ends the probe and is fed to the
@@ -24,6 +30,9 @@ import { SampleWindow, type Window } from './window.js';
 /** Windows stay open until their RTT is known to ±5% (one standard error): see ./window.ts. */
 const WINDOW_ERROR = 0.05;
 
+/** Fractional part of the golden ratio: the most even sequence of offsets in [0, 1). */
+const GOLDEN = 0.6180339887;
+
 type Bounds = Pick<LimitConfig, 'initial' | 'min' | 'max' | 'window' | 'hysteresis'>;
 
 export class LittleLimit implements Limit {
@@ -33,8 +42,13 @@ export class LittleLimit implements Limit {
   private readonly hysteresis: Hysteresis;
   private readonly baseline: Baseline;
   private recentMs = NaN;
+  private recentSpread = 0;
   /** Steady windows that showed headroom, in a row (halved by a window that did not, see steadyWindow). */
   private headroomRun = 0;
+  /** When the running probe step began (ms, sample time). */
+  private stepFrom = -Infinity;
+  /** The dithering offset of the last publication, in [0, 1). */
+  private dither = 0;
   /** Steady windows that showed headroom, strictly in a row. */
   private headroomInARow = 0;
 
@@ -49,15 +63,39 @@ export class LittleLimit implements Limit {
     this.current = this.baseline.start('start', cfg.initial);
   }
 
+  /** Runs a probe step at `limit` from time `at` (ms): the window restarts. */
+  private startStep(limit: number, at: number): void {
+    this.current = limit;
+    this.stepFrom = at;
+    this.window.clear();
+  }
+
+  /**
+   * A probe step counts requests completed this long after it began (see
+   * SampleWindow.addProbe): the last RTT stretched by twice its spread, so
+   * the step's first requests have come back, slow ones included.
+   */
+  private warmupMs(): number {
+    return Number.isFinite(this.recentMs) ? this.recentMs * (1 + 2 * this.recentSpread) : 0;
+  }
+
   get rtt(): RttEstimates {
     const b = this.baseline.ms;
     return { recentMs: Number.isNaN(this.recentMs) ? null : this.recentMs, baselineMs: Number.isNaN(b) ? null : b };
   }
 
   onSample(s: Sample): void {
-    const w = this.window.add(s, this.baseline.cap, this.baseline.minSamples(this.cfg.window.minSamples));
+    // A probe step closes on half the samples and does not stretch for precision: steps run at low concurrency.
+    const probing = this.baseline.active;
+    const w = probing
+      ? this.window.addProbe(s, this.stepFrom, this.warmupMs(), Math.max(3, Math.ceil(this.cfg.window.minSamples / 2)))
+      : this.window.add(s);
     if (w === null) return;
-    if (w.rttMs > 0) this.recentMs = w.rttMs;
+    if (w.rttMs > 0) {
+      this.recentMs = w.rttMs;
+      this.recentSpread = Number.isFinite(w.rttSpread) ? w.rttSpread : 0;
+    }
+    const before = this.current;
     if (this.baseline.active) this.probeWindow(w);
     else this.steadyWindow(w);
   }
@@ -70,7 +108,7 @@ export class LittleLimit implements Limit {
     }
     const r = this.baseline.probeWindow(w, this.little.queue);
     this.window.clear();
-    if ('step' in r) this.current = r.step;
+    if ('step' in r) this.startStep(r.step, w.endMs);
     else this.endProbe(r.done);
   }
 
@@ -83,6 +121,10 @@ export class LittleLimit implements Limit {
 
   private steadyWindow(w: Window): void {
     const published = this.current;
+    if (this.baseline.faster(w)) {
+      this.startStep(this.baseline.start('deep', published), w.endMs);
+      return;
+    }
     const r = read(w, this.baseline.ms, this.little.queue);
     // A queue beyond the allowance ends a run of headroom; a window merely without
     // headroom (noise near the knee) halves it, so growth resumes where it was.
@@ -92,11 +134,13 @@ export class LittleLimit implements Limit {
     const run = this.headroomInARow >= 2 ? this.headroomRun : 0;
     const target = this.clamp(littleNext(this.estimate, published, w, r, run, this.little));
     this.estimate = target;
-    this.current = this.hysteresis.next(published, target, w.drops > 0);
+    // Dithered publication: floor(estimate + d), d running through [0, 1) (golden-ratio
+    // steps), so the published integer averages the estimate instead of its floor.
+    this.dither = (this.dither + GOLDEN) % 1;
+    this.current = this.hysteresis.next(published, target + this.dither, w.drops > 0);
     const advice = this.baseline.steadyWindow(w, this.current);
     if (advice === 'none') return;
-    this.current = this.baseline.start(advice, this.current);
-    this.window.clear();
+    this.startStep(this.baseline.start(advice, this.current), w.endMs);
   }
 
   private clamp(x: number): number {

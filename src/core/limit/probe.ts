@@ -15,7 +15,8 @@
  *
  * Probes:
  * - deep: halve the limit, window by window, until the RTT stops falling
- *   (e < 0.3) or the limit is at its minimum; the baseline is the RTT of the
+ *   (e < 0.3, or a fall within two standard errors of the two windows'
+ *   RTTs) or the limit is at its minimum; the baseline is the RTT of the
  *   last (unqueued) step. Run at start (so an initial limit far above the
  *   upstream's capacity is measured right: each halving drains half the
  *   queue), and on demand when the limit has fallen below 2/3 of its highest
@@ -29,12 +30,15 @@
  *   count).
  * - routine: every `probeEvery` windows one window at 80% of the limit,
  *   which drains the standing queue the limit keeps (0.4·√C ≤ 20% of C).
- *   A result within ±25% of the baseline is averaged in (weight 0.3); lower
+ *   A result within ±25% of the baseline is pooled with it, weighted by
+ *   samples (the baseline counting for at most 100, so it keeps following a
+ *   drifting upstream; a deep probe's few low-concurrency samples are soon
+ *   outweighed); lower
  *   replaces it (the upstream got faster); higher by more than 25% starts a
  *   deep probe to find out why.
  * Between probes, a window whose RTT is below the baseline beyond its noise
- * (4 standard errors, and 10% or more) brings the routine probe forward:
- * the upstream got faster, or another instance's queue drained. The deep
+ * (4 standard errors, and 10% or more) starts a deep probe at once: the
+ * upstream got faster, or another instance's queue drained. The deep
  * probe's baseline pools its last two steps when their RTTs agree within
  * twice their combined standard error (weighted by their samples), so a
  * step at low concurrency, with few samples, does not decide alone.
@@ -46,6 +50,9 @@
  * value before the probe, scaled by how much the baseline rose (never above
  * its highest value since the last probe): a three times slower upstream
  * took the limit to a third, and the probe gives it back.
+ *
+ * A deep probe's last steps run at low concurrency with few samples, so a
+ * routine probe follows 5 windows later to refine its baseline.
  *
  * Costs: a routine probe keeps 20% of the limit idle for about one window
  * per `probeEvery` (under 1% of throughput with the defaults).
@@ -70,8 +77,10 @@ const FLAT = 0.3;
 const MAX_DEEP_STEPS = 8;
 const ROUTINE_DEPTH = 0.8;
 const ROUTINE_BAND = 0.25;
-/** Weight of a routine probe's result within the band (an average over the last few probes). */
-const ROUTINE_GAIN = 0.3;
+/** Within the band, a routine probe's result is pooled with the baseline, which weighs at most this many samples. */
+const WEIGHT_CAP = 100;
+/** Windows from a deep probe to the routine probe that refines its baseline (its last steps had few samples). */
+const SOON = 5;
 /** The limit fell below this share of its high since the last probe: probe deep. */
 const FALL = 2 / 3;
 
@@ -97,6 +106,8 @@ export type SteadyAdvice = 'none' | ProbeKind;
 export class Baseline {
   /** The unqueued RTT (ms); NaN until the first probe ends. */
   ms = NaN;
+  /** Samples behind `ms`. */
+  private weight = 0;
   private probing: Probing | null = null;
   private untilRoutine: number;
   /** The highest in-flight count the upstream had (within the limit) since the last deep probe ended. */
@@ -113,10 +124,6 @@ export class Baseline {
     return this.probing?.cap ?? Infinity;
   }
 
-  /** Samples a window needs: a probe step closes on half the usual number (steps at low concurrency are slow to fill). */
-  minSamples(usual: number): number {
-    return this.probing === null ? usual : Math.max(3, Math.ceil(usual / 2));
-  }
 
   get active(): boolean {
     return this.probing !== null;
@@ -125,7 +132,8 @@ export class Baseline {
   /** Starts a probe from published limit `current`; returns the limit to run its first step at. */
   start(kind: ProbeKind, current: number): number {
     const depth = kind === 'routine' ? ROUTINE_DEPTH : kind === 'start' ? 0.5 : 1;
-    const cap = Math.max(this.cfg.min, Math.floor(current * depth));
+    // A routine probe rounds up: it must drain the standing queue, not dig under the capacity.
+    const cap = Math.max(this.cfg.min, kind === 'routine' ? Math.min(current - 1, Math.ceil(current * depth)) : Math.floor(current * depth));
     this.probing = { kind: kind === 'routine' ? 'routine' : 'deep', restore: current, cap, steps: [], queueFound: false };
     return cap;
   }
@@ -145,8 +153,11 @@ export class Baseline {
     // Flat needs two points of this probe, the second at a clearly lower in-flight count
     // (the first step at start also holds the ramp-up from zero: no evidence either way).
     const e = prev === undefined ? 1 : elasticity(prev, point);
-    const falling = prev === undefined || prev.n < 1.5 * point.n || e >= FLAT;
-    if (prev !== undefined && e >= FLAT) p.queueFound = true;
+    // A fall counts when it is also beyond the two windows' noise (two standard errors).
+    const significant = prev !== undefined && Math.log(prev.rttMs / point.rttMs) > 2 * Math.hypot(prev.error, point.error);
+    const fell = e >= FLAT && significant;
+    const falling = prev === undefined || prev.n < 1.5 * point.n || fell;
+    if (fell) p.queueFound = true;
     if (falling && p.cap > this.cfg.min && p.steps.length < MAX_DEEP_STEPS) {
       p.cap = Math.max(this.cfg.min, Math.floor(p.cap / 2));
       return { step: p.cap };
@@ -154,10 +165,20 @@ export class Baseline {
     return { done: this.endDeep(p, queue) };
   }
 
-  /** A window outside a probe closed, under published limit `current`: lower the baseline? probe? */
-  steadyWindow(w: Window, current: number): SteadyAdvice {
+  /**
+   * The window is faster than the baseline beyond its noise (4 standard
+   * errors, and 10% or more): the upstream got faster, or another instance's
+   * queue drained. The baseline is stale: measure it again (deep) before
+   * using it, since a stale high baseline would read the window as headroom
+   * that is not there.
+   */
+  faster(w: Window): boolean {
     const noise = Number.isFinite(w.rttError) ? 4 * w.rttError : 0;
-    if (w.rttMs > 0 && w.rttMs < this.ms * (1 - Math.max(0.1, noise))) this.untilRoutine = Math.min(this.untilRoutine, 1);
+    return w.rttMs > 0 && w.rttMs < this.ms * (1 - Math.max(0.1, noise));
+  }
+
+  /** A window outside a probe closed, under published limit `current`: probe? */
+  steadyWindow(w: Window, current: number): SteadyAdvice {
     // What the upstream really had in flight, not a limit it never reached (an overshoot).
     const had = Math.min(w.meanInflight, current);
     if (had > this.high) this.high = had;
@@ -172,7 +193,13 @@ export class Baseline {
       this.probing = { kind: 'deep', restore: p.restore, cap: Math.max(this.cfg.min, Math.floor(p.cap / 2)), steps: [point], queueFound: false };
       return { step: this.probing.cap };
     }
-    this.ms = point.rttMs < old * (1 - ROUTINE_BAND) || !(old > 0) ? point.rttMs : old + ROUTINE_GAIN * (point.rttMs - old);
+    if (point.rttMs < old * (1 - ROUTINE_BAND) || !(old > 0)) this.measured(point.rttMs, point.samples);
+    else {
+      // Within the band: pool by samples, the older ones weighing at most WEIGHT_CAP.
+      const w = Math.min(this.weight, WEIGHT_CAP);
+      this.ms = (old * w + point.rttMs * point.samples) / (w + point.samples);
+      this.weight = w + point.samples;
+    }
     // A routine probe changes nothing about where the limit has been: `high` stays.
     this.probing = null;
     this.untilRoutine = this.cfg.probeEvery;
@@ -185,12 +212,18 @@ export class Baseline {
     const prev = p.steps[p.steps.length - 2];
     // The last two steps agree within their noise: both measured the unqueued RTT, pool them.
     const agree = prev !== undefined && prev.rttMs <= last.rttMs * (1 + 2 * Math.hypot(prev.error, last.error));
-    this.ms = agree ? (prev.rttMs * prev.samples + last.rttMs * last.samples) / (prev.samples + last.samples) : last.rttMs;
+    if (agree) this.measured((prev.rttMs * prev.samples + last.rttMs * last.samples) / (prev.samples + last.samples), prev.samples + last.samples);
+    else this.measured(last.rttMs, last.samples);
     let limit: number;
     if (p.queueFound) {
       // The steps in the queue measured the useful concurrency itself.
+      // (Not below half the way back: another instance's queue looks the same as ours.)
       const useful = Math.max(...p.steps.map((s) => s.n * Math.min(1, this.ms / s.rttMs)));
-      limit = Math.min(p.restore, useful + queue * Math.sqrt(useful));
+      const measured = useful + queue * Math.sqrt(useful);
+      this.probing = null;
+      this.untilRoutine = Math.min(this.cfg.probeEvery, SOON);
+      this.high = Math.max(this.cfg.min, Math.floor(measured));
+      return Math.min(p.restore, Math.max(measured, p.restore / 2));
     } else {
       const rose = old > 0 ? this.ms / old : 1;
       limit = rose > 1 ? Math.min(Math.max(this.high, p.restore), p.restore * rose) : p.restore;
@@ -198,10 +231,15 @@ export class Baseline {
     return this.finish(limit);
   }
 
+  private measured(ms: number, samples: number): void {
+    this.ms = ms;
+    this.weight = samples;
+  }
+
   /** Ends a deep probe returning to `limit`, which becomes the new high. */
   private finish(limit: number): number {
     this.probing = null;
-    this.untilRoutine = this.cfg.probeEvery;
+    this.untilRoutine = Math.min(this.cfg.probeEvery, SOON);
     this.high = Math.max(this.cfg.min, Math.floor(limit));
     return limit;
   }

@@ -37,6 +37,8 @@ export interface Window {
   readonly rttMs: number;
   /** Relative standard error of rttMs (see above); NaN with fewer than 2 successes. */
   readonly rttError: number;
+  /** Interquartile range of the RTTs over rttMs: how spread the service is (0.1 steady, 0.7 lognormal CoV 0.5). */
+  readonly rttSpread: number;
   readonly maxInflight: number;
   /** Mean in-flight count at dispatch of the window's samples (each sample counts itself). */
   readonly meanInflight: number;
@@ -66,11 +68,29 @@ export class SampleWindow {
   /**
    * Adds a sample; returns the window when this sample closed it (the next
    * sample starts a new one), else null. Samples dispatched while more than
-   * `inflightCap` requests were in flight are left out, and `minSamples`
-   * overrides the configured count (both used by probes).
+   * `inflightCap` requests were in flight are left out (gradient's probes).
    */
-  add(s: Sample, inflightCap = Infinity, minSamples = this.cfg.minSamples): Window | null {
+  add(s: Sample, inflightCap = Infinity): Window | null {
     if (s.inflight > inflightCap) return null;
+    return this.take(s, this.cfg.minSamples, this.maxError);
+  }
+
+  /**
+   * A probe step's window: only samples dispatched from `from` on (ms) that
+   * completed `warmupMs` after it, closing on `minSamples` and without
+   * stretching for precision. Filtering on dispatch time rather than on the
+   * in-flight count keeps the window unbiased: right after the limit fell,
+   * the requests dispatched before are slow to come back and the new ones
+   * fast, so an in-flight filter would keep the fast ones only (a lognormal
+   * service would read 15% low); after the warm-up, slow and fast requests
+   * of the step come back in their true proportions.
+   */
+  addProbe(s: Sample, from: number, warmupMs: number, minSamples: number): Window | null {
+    if (s.startedAt < from || s.startedAt + s.rttMs < from + warmupMs) return null;
+    return this.take(s, minSamples, Infinity);
+  }
+
+  private take(s: Sample, minSamples: number, maxError: number): Window | null {
     const end = s.startedAt + s.rttMs;
     if (this.samples === 0) this.startMs = this.endMs = end;
     else if (end > this.endMs) this.endMs = end;
@@ -82,8 +102,10 @@ export class SampleWindow {
     const span = this.endMs - this.startMs;
     if (this.samples < minSamples || span < this.cfg.windowMs || this.samples < this.checkAt) return null;
     const rttMs = this.rtts.percentile(this.cfg.percentile);
-    const rttError = this.error(rttMs);
-    if (rttError > this.maxError && span < MAX_STRETCH * this.cfg.windowMs) {
+    const n = this.rtts.count;
+    const rttSpread = n >= 2 && rttMs > 0 ? (this.rtts.percentile(0.75) - this.rtts.percentile(0.25)) / rttMs : NaN;
+    const rttError = (1.25 * rttSpread) / 1.35 / Math.sqrt(n);
+    if (rttError > maxError && span < MAX_STRETCH * this.cfg.windowMs) {
       this.checkAt = Math.ceil(this.samples * 1.25);
       return null;
     }
@@ -93,19 +115,13 @@ export class SampleWindow {
       samples: this.samples,
       rttMs,
       rttError,
+      rttSpread,
       maxInflight: this.maxInflight,
       meanInflight: this.sumInflight / this.samples,
       drops: this.drops,
     };
     this.clear();
     return w;
-  }
-
-  private error(rttMs: number): number {
-    const n = this.rtts.count;
-    if (n < 2 || !(rttMs > 0)) return NaN;
-    const iqr = this.rtts.percentile(0.75) - this.rtts.percentile(0.25);
-    return (1.25 * iqr) / 1.35 / Math.sqrt(n) / rttMs;
   }
 
   /** Forgets the open window. */
