@@ -95,7 +95,6 @@ export class LittleLimit implements Limit {
       this.recentMs = w.rttMs;
       this.recentSpread = Number.isFinite(w.rttSpread) ? w.rttSpread : 0;
     }
-    const before = this.current;
     if (this.baseline.active) this.probeWindow(w);
     else this.steadyWindow(w);
   }
