@@ -22,8 +22,9 @@
  *   queue), and on demand when the limit has fallen below 2/3 of its highest
  *   value since the last deep probe: that fall is either a queue (then the probe
  *   confirms the baseline) or a slower upstream (then the baseline rises).
- *   On demand the first step runs at the fallen limit itself; at start, at
- *   half the initial limit. Flat needs two steps of the same probe: the
+ *   On demand the first step runs at the fallen limit itself (but not below
+ *   half the high: at a slow upstream, steps at low concurrency are slow to
+ *   fill and starve the first lane); at start, at half the initial limit. Flat needs two steps of the same probe: the
  *   windows around a change mix old and new behaviour, so the window that
  *   made the limit fall is no evidence. "Highest value" is the highest in-flight count the
  *   upstream actually had (an overshoot the upstream never reached does not
@@ -131,9 +132,14 @@ export class Baseline {
 
   /** Starts a probe from published limit `current`; returns the limit to run its first step at. */
   start(kind: ProbeKind, current: number): number {
-    const depth = kind === 'routine' ? ROUTINE_DEPTH : kind === 'start' ? 0.5 : 1;
+    let cap: number;
     // A routine probe rounds up: it must drain the standing queue, not dig under the capacity.
-    const cap = Math.max(this.cfg.min, kind === 'routine' ? Math.min(current - 1, Math.ceil(current * depth)) : Math.floor(current * depth));
+    if (kind === 'routine') cap = Math.min(current - 1, Math.ceil(current * ROUTINE_DEPTH));
+    else if (kind === 'start') cap = Math.floor(current / 2);
+    // After a fall, from the fallen limit but no lower than half the high: the steps at
+    // low concurrency of a slow upstream take long to fill, and starve the first lane.
+    else cap = Math.max(current, Math.floor(this.high / 2));
+    cap = Math.max(this.cfg.min, cap);
     this.probing = { kind: kind === 'routine' ? 'routine' : 'deep', restore: current, cap, steps: [], queueFound: false };
     return cap;
   }
@@ -225,8 +231,11 @@ export class Baseline {
       this.high = Math.max(this.cfg.min, Math.floor(measured));
       return Math.min(p.restore, Math.max(measured, p.restore / 2));
     } else {
+      // The baseline rose by as much as the limit fell (within 20%): the fall was the upstream
+      // being slower, not a queue, so the limit goes back where it was.
       const rose = old > 0 ? this.ms / old : 1;
-      limit = rose > 1 ? Math.min(Math.max(this.high, p.restore), p.restore * rose) : p.restore;
+      const high = Math.max(this.high, p.restore);
+      limit = rose <= 1 ? p.restore : p.restore * rose >= 0.8 * high ? high : p.restore * rose;
     }
     return this.finish(limit);
   }
