@@ -40,7 +40,7 @@ const route = (config: Config, name: string) => {
 // ---------------------------------------------------------------- defaults and the example
 
 const DEFAULT_LIMIT = {
-  algorithm: 'gradient',
+  algorithm: 'little',
   initial: 32,
   min: 1,
   max: 1000,
@@ -48,6 +48,7 @@ const DEFAULT_LIMIT = {
   overloadStatuses: [429, 503, 504],
   aimd: { backoff: 0.9, increase: 1 },
   gradient: { tolerance: 1, longWindow: 600, smoothing: 0.2, queueAllowance: 'sqrt' },
+  little: { queue: 0.3, growth: 1, probeEvery: 30 },
   vegas: { alpha: 3, beta: 6 },
   hysteresis: { increaseAfterWindows: 2, deadBand: 0.05 },
 };
@@ -339,7 +340,7 @@ test('unknown keys are reported at the key, with the allowed keys', () => {
     'x.yaml:1:1: lisen: unknown key (allowed: mode, listen, admin, server, log, lanes, classify, clients, retryAfter, readiness, shutdown, defaults, routes)',
   ]);
   assert.deepEqual(problems(yaml(...ROUTE, '    limit: { initial: 5, maxx: 9 }')), [
-    'x.yaml:5:26: routes.0.limit.maxx: unknown key (allowed: algorithm, initial, min, max, window, overloadStatuses, aimd, gradient, vegas, hysteresis)',
+    'x.yaml:5:26: routes.0.limit.maxx: unknown key (allowed: algorithm, initial, min, max, window, overloadStatuses, aimd, gradient, little, vegas, hysteresis)',
   ]);
   assert.deepEqual(problems(yaml(...ROUTE, '    lanes: { batch: { queue: { max: 1 } } }')), [
     'x.yaml:5:32: routes.0.lanes.batch.queue.max: unknown key (allowed: maxLength, maxWaitMs, fair)',
@@ -358,7 +359,7 @@ test('wrong types', () => {
   assert.deepEqual(problems(yaml('lanes:', ...ROUTE)), ['x.yaml:1:1: lanes: must be a list, not an empty value']);
   assert.deepEqual(problems(yaml('mode: strict', ...ROUTE)), ['x.yaml:1:7: mode: must be one of: enforce, shadow']);
   assert.deepEqual(problems(yaml('defaults: { limit: { algorithm: bbr } }', ...ROUTE)), [
-    'x.yaml:1:33: defaults.limit.algorithm: must be one of: fixed, aimd, gradient, vegas',
+    'x.yaml:1:33: defaults.limit.algorithm: must be one of: little, fixed, aimd, gradient, vegas',
   ]);
   assert.deepEqual(problems(yaml('defaults: { limit: { gradient: { queueAllowance: log } } }', ...ROUTE)), [
     'x.yaml:1:50: defaults.limit.gradient.queueAllowance: must be "sqrt" or a number >= 0',
@@ -574,7 +575,7 @@ test('every problem is reported at once, in file order', () => {
     "x.yaml:6:39: classify.0.when.pathPrefix: must start with '/'",
     'x.yaml:7:27: retryAfter.minSeconds: minSeconds (9) is greater than maxSeconds (3)',
     'x.yaml:9:17: defaults.limit.min: min (5) is greater than max (4)',
-    'x.yaml:9:28: defaults.limit.algoritm: unknown key (allowed: algorithm, initial, min, max, window, overloadStatuses, aimd, gradient, vegas, hysteresis)',
+    'x.yaml:9:28: defaults.limit.algoritm: unknown key (allowed: algorithm, initial, min, max, window, overloadStatuses, aimd, gradient, little, vegas, hysteresis)',
     'x.yaml:12:40: routes.0.match.methods.0: "GETT" is not an HTTP method (e.g. GET, POST, PUT, DELETE)',
     'x.yaml:13:15: routes.0.upstream: must be an origin only (scheme://host[:port]), without a path',
     'x.yaml:14:14: routes.0.lanes.slow: lane "slow" is not defined in lanes (defined: fast)',

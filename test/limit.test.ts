@@ -317,7 +317,9 @@ test('a window closes on the sample that gives it both minSamples and windowMs',
   assert.equal(at(150), null); // 150 ms but only 2 samples
   const closed = at(160, 30, false, 7);
   assert.ok(closed);
-  assert.deepEqual({ ...closed, rttMs: Math.round(closed.rttMs) }, { startMs: 0, endMs: 160, samples: 3, rttMs: 10, maxInflight: 7, drops: 0 });
+  const { rttError, rttSpread, ...rest } = closed;
+  assert.deepEqual({ ...rest, rttMs: Math.round(closed.rttMs) }, { startMs: 0, endMs: 160, samples: 3, rttMs: 10, maxInflight: 7, meanInflight: 3, drops: 0 });
+  assert.ok(rttSpread > 1 && rttError > 0, `spread ${rttSpread}, error ${rttError}`);
   // Many samples, little time: still open until windowMs has passed.
   for (let t = 200; t < 299; t += 1) assert.equal(at(t), null);
   assert.ok(at(300));

@@ -2,12 +2,19 @@
  * Deterministic virtual-time simulation of issue 10's scenarios
  * (bench/scenarios.ts, the same definitions `npm run bench` runs against real
  * processes): the real Limiter and limits in front of a modelled upstream
- * with an unbounded FIFO (./helpers/sim.ts), on a manual clock.
+ * with an unbounded FIFO (./helpers/sim.ts), on a manual clock, seed 1.
  *
  * Every scenario runs with the default controller and with the comparator
  * told the truth (algorithm fixed, limit = the true worker count, same
- * lanes); bench/judge.ts grades each phase against the goal. The table is
- * printed as diagnostics.
+ * lanes); bench/judge.ts grades each phase against the goal. The tables are
+ * printed as diagnostics, also for the other adaptive algorithms (not
+ * checked: they are the controllers the issue measured failing).
+ *
+ * The check is every goal of every phase. Goals the default controller does
+ * not meet are listed in KNOWN_MISSES with what was measured; the test
+ * fails when one of them is met (so the list only shrinks) as well as when
+ * any other goal is missed. Nothing is left out silently: the list is the
+ * report.
  */
 import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
@@ -15,15 +22,18 @@ import { judge, measureRun, scenarioRows, SCENARIO_HEADER, type PhaseMeasure, ty
 import { SCENARIOS, type Scenario } from '../bench/scenarios.js';
 import { simulate, type Controller } from './helpers/sim.js';
 
-interface Graded {
-  readonly ours: PhaseMeasure[];
-  readonly truth: PhaseMeasure[];
-  readonly verdicts: Verdict[];
-}
+/** `scenario | phase | goal` of each goal the default controller misses at seed 1, with the numbers. */
+const KNOWN_MISSES: Record<string, string> = {
+  'pause | slow x5 | interactive p99 <= 1.2x told the truth':
+    'the deep probe after the slowdown runs at half the limit for two steps of ~0.5 s each; interactive (half the slowed capacity) queues during it and LIFO leaves a tail',
+  'workers | 10 workers | interactive p99 <= 1.2x told the truth':
+    'at 10 workers the standing queue of 0.3·√10 ≈ 1 request adds 10% to every RTT, and dithering to 12 adds 20% for a window',
+  'workers | 10 workers | limit CoV <= 10%': 'routine probes at 80% and the dithering of one request are 10% of a limit of 11',
+};
 
 const truthRuns = new Map<string, PhaseMeasure[]>();
 
-function grade(s: Scenario, controller: Controller): Graded {
+function grade(s: Scenario, controller: Controller): { ours: PhaseMeasure[]; truth: PhaseMeasure[]; verdicts: Verdict[] } {
   let truth = truthRuns.get(s.id);
   if (truth === undefined) {
     truth = measureRun(s, simulate(s, { kind: 'truth' }));
@@ -33,18 +43,39 @@ function grade(s: Scenario, controller: Controller): Graded {
   return { ours, truth, verdicts: judge(s, ours, truth) };
 }
 
-function print(t: TestContext, s: Scenario, label: string, g: Graded): void {
+function print(t: TestContext, s: Scenario, label: string, g: ReturnType<typeof grade>): void {
   t.diagnostic(`${s.title} — ${label} / told the truth`);
   t.diagnostic(`  ${SCENARIO_HEADER.join(' | ')}`);
   for (const row of scenarioRows(s, g.ours, g.truth, g.verdicts)) t.diagnostic(`  ${row.join(' | ')}`);
 }
 
-for (const algorithm of (process.env.SIM_ALGORITHMS ?? 'little,gradient,vegas,aimd').split(',')) {
-  test(`simulation: ${algorithm} against told the truth, every scenario (diagnostics)`, (t) => {
+test('simulation: the default controller meets the goal in every scenario and phase, but for the known misses', (t) => {
+  const missed = new Map<string, string>();
+  let checked = 0;
+  for (const s of SCENARIOS) {
+    const g = grade(s, { kind: 'adaptive', algorithm: null });
+    print(t, s, 'default (little)', g);
+    for (const v of g.verdicts) {
+      checked++;
+      if (!v.met) missed.set(`${s.id} | ${v.phase} | ${v.goal}`, v.measured);
+    }
+  }
+  t.diagnostic(`${checked} goal checks, ${missed.size} missed:`);
+  for (const [k, v] of missed) t.diagnostic(`  ${k}: ${v}${k in KNOWN_MISSES ? ` (known: ${KNOWN_MISSES[k]})` : ''}`);
+  assert.deepEqual([...missed.keys()].filter((k) => !(k in KNOWN_MISSES)), [], 'goals missed that were met');
+  assert.deepEqual(Object.keys(KNOWN_MISSES).filter((k) => !missed.has(k)), [], 'known misses that are now met: take them off the list');
+});
+
+for (const algorithm of ['gradient', 'vegas', 'aimd']) {
+  test(`simulation: ${algorithm}, for comparison (diagnostics only)`, (t) => {
+    let missed = 0;
+    let checked = 0;
     for (const s of SCENARIOS) {
       const g = grade(s, { kind: 'adaptive', algorithm });
       print(t, s, algorithm, g);
+      checked += g.verdicts.length;
+      missed += g.verdicts.filter((v) => !v.met).length;
     }
-    assert.ok(true);
+    t.diagnostic(`${algorithm}: ${missed} of ${checked} goal checks missed`);
   });
 }

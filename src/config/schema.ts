@@ -127,7 +127,7 @@ export const policyShape = {
   // No default here: a route without a mode inherits the top-level `mode`.
   mode: oneOf(MODES).optional(),
   limit: obj({
-    algorithm: oneOf(['fixed', 'aimd', 'gradient', 'vegas', 'little']).default('gradient'),
+    algorithm: oneOf(['little', 'fixed', 'aimd', 'gradient', 'vegas']).default('little'),
     initial: int(1).default(32),
     min: int(1).default(1),
     max: int(1).default(1000),
@@ -151,7 +151,7 @@ export const policyShape = {
         .default('sqrt'),
     }).prefault({}),
     little: obj({
-      queue: num('> 0 and <= 2', (n) => n > 0 && n <= 2).default(0.35),
+      queue: num('> 0 and <= 2', (n) => n > 0 && n <= 2).default(0.3),
       growth: num('> 0 and <= 1', (n) => n > 0 && n <= 1).default(1),
       probeEvery: int(2).default(30),
     }).prefault({}),

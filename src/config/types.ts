@@ -8,7 +8,7 @@
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 export type Mode = 'enforce' | 'shadow';
-export type LimitAlgorithm = 'fixed' | 'aimd' | 'gradient' | 'vegas' | 'little';
+export type LimitAlgorithm = 'little' | 'fixed' | 'aimd' | 'gradient' | 'vegas';
 
 export interface Listen {
   readonly host: string;
@@ -87,7 +87,7 @@ export interface WindowConfig {
 }
 
 export interface LimitConfig {
-  readonly algorithm: LimitAlgorithm; // default gradient
+  readonly algorithm: LimitAlgorithm; // default little
   readonly initial: number; // default 32
   readonly min: number; // default 1
   readonly max: number; // default 1000
@@ -102,7 +102,7 @@ export interface LimitConfig {
   };
   readonly vegas: { readonly alpha: number; readonly beta: number }; // 3, 6
   readonly little: {
-    readonly queue: number; // 0.4 (standing queue allowance: queue * sqrt(useful concurrency))
+    readonly queue: number; // 0.3 (standing queue allowance: queue * sqrt(useful concurrency))
     readonly growth: number; // 1 (at most x2 per increase while the RTT shows headroom)
     readonly probeEvery: number; // 30 (windows between routine baseline probes)
   };

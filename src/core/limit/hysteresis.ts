@@ -31,10 +31,8 @@ export class Hysteresis {
   next(published: number, target: number, dropped: boolean): number {
     if (dropped || target < published) {
       this.healthy = 0;
-      // The change is what would be published (an integer), as for increases below.
-      const down = Math.max(1, Math.floor(target));
-      if (published - down < this.cfg.deadBand * published) return published;
-      return down;
+      if (published - target < this.cfg.deadBand * published) return published;
+      return Math.max(1, Math.floor(target));
     }
     this.healthy++;
     const up = Math.floor(target);

@@ -9,8 +9,9 @@
  *                   littleNext(estimate, window, baseline) ─▶ clamp [min, max]
  *                   ─▶ Hysteresis ─▶ current ─▶ Baseline.steadyWindow ─▶ probe?
  *
- * The published limit is floor(estimate + d) with d stepping through [0, 1)
- * (then the hysteresis): over a few windows it averages the estimate. A
+ * The published limit is the integer the hysteresis holds, plus one when
+ * the estimate's fraction above it exceeds d, d stepping through [0, 1):
+ * over a few windows it averages the estimate. A
  * plain floor would keep an instance whose share is 4.4 at 4 forever: the
  * small correction the Little rule asks for would never reach the
  * upstream, and neither would the √ that makes instances fair.
@@ -47,6 +48,8 @@ export class LittleLimit implements Limit {
   private headroomRun = 0;
   /** When the running probe step began (ms, sample time). */
   private stepFrom = -Infinity;
+  /** The integer the hysteresis holds; `current` is it or one more (dithering). */
+  private held: number;
   /** The dithering offset of the last publication, in [0, 1). */
   private dither = 0;
   /** Steady windows that showed headroom, strictly in a row. */
@@ -60,6 +63,7 @@ export class LittleLimit implements Limit {
     this.window = new SampleWindow(cfg.window, WINDOW_ERROR);
     this.hysteresis = new Hysteresis(cfg.hysteresis);
     this.baseline = new Baseline({ probeEvery: little.probeEvery, min: cfg.min });
+    this.held = cfg.initial;
     this.current = this.baseline.start('start', cfg.initial);
   }
 
@@ -114,7 +118,7 @@ export class LittleLimit implements Limit {
   private endProbe(limit: number): void {
     this.headroomRun = this.headroomInARow = 0;
     this.estimate = this.clamp(limit);
-    this.current = Math.max(1, Math.floor(this.estimate));
+    this.current = this.held = Math.max(1, Math.floor(this.estimate));
     this.hysteresis.reset();
   }
 
@@ -133,10 +137,12 @@ export class LittleLimit implements Limit {
     const run = this.headroomInARow >= 2 ? this.headroomRun : 0;
     const target = this.clamp(littleNext(this.estimate, published, w, r, run, this.little));
     this.estimate = target;
-    // Dithered publication: floor(estimate + d), d running through [0, 1) (golden-ratio
-    // steps), so the published integer averages the estimate instead of its floor.
+    this.held = this.hysteresis.next(this.held, target, w.drops > 0);
+    // Dithered publication: one more than the held integer when the estimate's fraction
+    // above it exceeds d, d running through [0, 1) in golden-ratio steps, so the published
+    // integer averages the estimate instead of its floor.
     this.dither = (this.dither + GOLDEN) % 1;
-    this.current = this.hysteresis.next(published, target + this.dither, w.drops > 0);
+    this.current = this.held + (target - this.held > this.dither ? 1 : 0);
     const advice = this.baseline.steadyWindow(w, this.current);
     if (advice === 'none') return;
     this.startStep(this.baseline.start(advice, this.current), w.endMs);

@@ -4,7 +4,7 @@
  *
  *   U        = n · baseline / rtt           useful concurrency: what is in service
  *   queued   = n − U                        what waits in the upstream's queue
- *   allow    = queue · √U                   the standing queue we keep   [queue 0.4]
+ *   allow    = queue · √U                   the standing queue we keep   [queue 0.3]
  *
  *   queued > allow             → L ← U + allow        (shrink to it at once)
  *   headroom¹ in the last 3 windows, the window filled the limit
@@ -29,11 +29,11 @@
  * Why it converges: an upstream with C workers and service time S (a FIFO
  * in front) answers in S while n ≤ C and in S · n / C beyond. So U = n while
  * n ≤ C (nothing queued: grow) and U = C beyond (shrink straight to
- * C + allow): one window reaches the fixed point L* = C + 0.4 · √C, e.g.
+ * C + allow): one window reaches the fixed point L* = C + 0.3 · √C, e.g.
  * 17.6 for 16 workers, and L* is stable (there queued = allow exactly).
  * The √ makes several instances sharing one upstream converge to equal
  * shares: each sees the same RTT, so instance i settles where
- * L_i · (1 − baseline / rtt) = 0.4 · √(U_i); the right side grows slower than
+ * L_i · (1 − baseline / rtt) = 0.3 · √(U_i); the right side grows slower than
  * the left, which pushes the larger instance down and the smaller up
  * (a proportional allowance would keep any split forever).
  * Growth is multiplicative only when two windows in a row show headroom

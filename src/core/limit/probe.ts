@@ -37,6 +37,9 @@
  *   outweighed); lower
  *   replaces it (the upstream got faster); higher by more than 25% starts a
  *   deep probe to find out why.
+ * A route that did not reach the routine probe's limit by itself in the
+ * window when a routine probe is due has just run one: that window is the
+ * measurement, and the limit does not move.
  * Between probes, a window whose RTT is below the baseline beyond its noise
  * (4 standard errors, and 10% or more) starts a deep probe at once: the
  * upstream got faster, or another instance's queue drained. The deep
@@ -84,6 +87,15 @@ const WEIGHT_CAP = 100;
 const SOON = 5;
 /** The limit fell below this share of its high since the last probe: probe deep. */
 const FALL = 2 / 3;
+
+function pointOf(w: Window): Point {
+  return { n: w.meanInflight, rttMs: w.rttMs, samples: w.samples - w.drops, error: Number.isFinite(w.rttError) ? w.rttError : 0 };
+}
+
+/** A routine probe's limit rounds up: it must drain the standing queue, not dig under the capacity. */
+function routineCap(current: number): number {
+  return Math.min(current - 1, Math.ceil(current * ROUTINE_DEPTH));
+}
 
 function elasticity(a: Point, b: Point): number {
   if (!(a.rttMs > 0 && b.rttMs > 0) || a.n <= b.n) return 0;
@@ -133,8 +145,7 @@ export class Baseline {
   /** Starts a probe from published limit `current`; returns the limit to run its first step at. */
   start(kind: ProbeKind, current: number): number {
     let cap: number;
-    // A routine probe rounds up: it must drain the standing queue, not dig under the capacity.
-    if (kind === 'routine') cap = Math.min(current - 1, Math.ceil(current * ROUTINE_DEPTH));
+    if (kind === 'routine') cap = routineCap(current);
     else if (kind === 'start') cap = Math.floor(current / 2);
     // After a fall, from the fallen limit but no lower than half the high: the steps at
     // low concurrency of a slow upstream take long to fill, and starve the first lane.
@@ -152,7 +163,7 @@ export class Baseline {
   probeWindow(w: Window, queue: number): { readonly step: number } | { readonly done: number } {
     const p = this.probing as Probing;
     if (!(w.rttMs > 0)) return { step: p.cap }; // no successful sample: measure again
-    const point: Point = { n: w.meanInflight, rttMs: w.rttMs, samples: w.samples - w.drops, error: Number.isFinite(w.rttError) ? w.rttError : 0 };
+    const point = pointOf(w);
     if (p.kind === 'routine') return this.endRoutine(p, point);
     const prev = p.steps[p.steps.length - 1];
     p.steps.push(point);
@@ -189,16 +200,32 @@ export class Baseline {
     const had = Math.min(w.meanInflight, current);
     if (had > this.high) this.high = had;
     if (current < FALL * this.high) return 'deep';
-    return --this.untilRoutine <= 0 ? 'routine' : 'none';
+    if (--this.untilRoutine > 0) return 'none';
+    // A route that stayed within the routine probe's limit by itself has just run one.
+    if (w.maxInflight <= routineCap(current) && w.rttMs > 0) {
+      const point = pointOf(w);
+      if (point.rttMs > this.ms * (1 + ROUTINE_BAND)) return 'deep';
+      this.routineResult(point);
+      return 'none';
+    }
+    return 'routine';
   }
 
   private endRoutine(p: Probing, point: Point): { readonly step: number } | { readonly done: number } {
-    const old = this.ms;
-    if (point.rttMs > old * (1 + ROUTINE_BAND)) {
+    if (point.rttMs > this.ms * (1 + ROUTINE_BAND)) {
       // Slower at lower concurrency: find out how much, keeping where we came from.
       this.probing = { kind: 'deep', restore: p.restore, cap: Math.max(this.cfg.min, Math.floor(p.cap / 2)), steps: [point], queueFound: false };
       return { step: this.probing.cap };
     }
+    this.routineResult(point);
+    // A routine probe changes nothing about where the limit has been: `high` stays.
+    this.probing = null;
+    return { done: p.restore };
+  }
+
+  /** Folds a routine measurement (within the band, or lower) into the baseline. */
+  private routineResult(point: Point): void {
+    const old = this.ms;
     if (point.rttMs < old * (1 - ROUTINE_BAND) || !(old > 0)) this.measured(point.rttMs, point.samples);
     else {
       // Within the band: pool by samples, the older ones weighing at most WEIGHT_CAP.
@@ -206,10 +233,7 @@ export class Baseline {
       this.ms = (old * w + point.rttMs * point.samples) / (w + point.samples);
       this.weight = w + point.samples;
     }
-    // A routine probe changes nothing about where the limit has been: `high` stays.
-    this.probing = null;
     this.untilRoutine = this.cfg.probeEvery;
-    return { done: p.restore };
   }
 
   private endDeep(p: Probing, queue: number): number {
