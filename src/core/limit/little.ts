@@ -1,46 +1,51 @@
 /**
  * Little: the limit follows the upstream's useful concurrency, estimated by
- * Little's law from one window and the unqueued RTT (./probe.ts).
+ * Little's law from one window and the unqueued RTT (the baseline, measured
+ * by the probes of ./probe.ts).
  *
- *   U        = n · baseline / rtt           useful concurrency: what is in service
- *   queued   = n − U                        what waits in the upstream's queue
- *   allow    = queue · √U                   the standing queue we keep   [queue 0.3]
+ *   U      = n · baseline / rtt       useful concurrency: the requests in service
+ *   queued = n − U                    ours waiting in the upstream's queue
+ *   allow  = max(queue · √U, min(0.1 · U, 4 · noise · U))      [queue 0.3]
+ *            the standing queue we keep: a square root (see fairness, below),
+ *            at least 4 standard errors of the queue estimate so it stays
+ *            measurable on a noisy upstream, never more than 10% of U for that
  *
- *   queued > allow             → L ← U + allow        (shrink to it at once)
- *   headroom¹ in the last 3 windows, the window filled the limit
- *                              → L ← max(U + allow, min(L + step, published · (1 + growth)))
- *                                step = allow · 2^(run − 3): doubling from allow/2   [growth 1]
- *   the window filled the limit → L ← U + allow  (averaged, see below)
- *   ("filled": max in-flight reached L and the mean was at least 0.9 · L)
- *   otherwise (app-limited)    → L unchanged
- *   a window with drops        → L ← min(that, 0.9 · L)
- *   ¹ queued < allow / 2 by more than the window's RTT error · n
- *   A change of less than 3 standard errors of the window's RTT is partly
- *   noise: only max(0.25, (change / 3 SE)²) of it is applied (all of it
- *   beyond), so on a noisy upstream the limit is an average over windows and
- *   a real change moves it at once.
+ *   queued > allow                 → L ← U + allow    (a fall below 2/3 · L is
+ *                                    probed first: ./little-limit.ts, ./probe.ts)
+ *   the window did not fill L      → L unchanged      (app-limited)
+ *   headroom² in 2+ windows in a row → L ← max(U + allow, min(L + step, L_pub · (1 + growth)))
+ *                                    step = allow · 2^(run − 3), doubling   [growth 1]
+ *   otherwise                      → L ← U + allow
+ *   a window with drops            → L ← min(that, 0.9 · L)
+ *
+ *   filled¹: the window's max in-flight reached the published limit and its
+ *   mean was at least 0.9 of it. headroom²: queued + n · SE < allow / 2.
+ *   A change of less than 3 standard errors (SE) of the window's RTT is
+ *   partly noise: only max(0.25, (change / 3 SE)²) of it is applied, all of
+ *   it beyond; on a noisy upstream the limit is an average over windows, a
+ *   real change moves it at once.
  *
  * n is the mean in-flight count at dispatch of the window's samples, rtt
  * their percentile RTT (./window.ts), baseline the same percentile with no
- * queue. Pairing each sample's RTT with the in-flight count it was dispatched
- * at removes the lag that makes a plain gradient undershoot: the window
- * describes the concurrency that caused its latency.
+ * queue. Pairing each sample's RTT with the in-flight count it was
+ * dispatched at removes the lag that makes a plain gradient undershoot: the
+ * window describes the concurrency that caused its latency.
  *
  * Why it converges: an upstream with C workers and service time S (a FIFO
  * in front) answers in S while n ≤ C and in S · n / C beyond. So U = n while
  * n ≤ C (nothing queued: grow) and U = C beyond (shrink straight to
- * C + allow): one window reaches the fixed point L* = C + 0.3 · √C, e.g.
- * 17.6 for 16 workers, and L* is stable (there queued = allow exactly).
- * The √ makes several instances sharing one upstream converge to equal
- * shares: each sees the same RTT, so instance i settles where
- * L_i · (1 − baseline / rtt) = 0.3 · √(U_i); the right side grows slower than
- * the left, which pushes the larger instance down and the smaller up
- * (a proportional allowance would keep any split forever).
- * Growth is multiplicative only when two windows in a row show headroom
- * beyond their noise: the published limit is an integer below L*, so the
- * real standing queue can be a request short of the allowance, and one
- * noisy window must not take that for headroom. A noisy upstream creeps
- * rather than jumps.
+ * C + allow): one window reaches the fixed point L* = C + 0.3 · √C (17.2 for
+ * 16 workers), and L* is stable: there queued = allow.
+ * Fairness: instances sharing one upstream see the same RTT, so instance i
+ * settles where L_i · (1 − baseline / rtt) = 0.3 · √U_i; the right side grows
+ * slower than the left, which pushes the larger instance down and the
+ * smaller up, towards equal shares (an allowance proportional to U would
+ * keep any split forever). The integer published limit dithers around the
+ * estimate (./little-limit.ts) so this correction, often a fraction of a
+ * request, reaches the upstream.
+ * Growth waits for two windows in a row of headroom: near L* the real queue
+ * can be a request below the allowance, and one noisy window must not take
+ * that for room. A noisy upstream creeps rather than jumps.
  */
 import type { Window } from './window.js';
 
@@ -61,6 +66,10 @@ const NOISE_Z = 3;
 const MIN_GAIN = 0.25;
 /** A window filled the limit when its mean in-flight count at dispatch was at least this share of it. */
 const FILLED = 0.9;
+/** The allowance covers this many standard errors of the queue estimate... */
+const NOISE_ALLOW = 4;
+/** ...but never more than this share of U. */
+const MAX_NOISE_ALLOW = 0.1;
 /** U may exceed n by this factor at most (a window faster than the baseline). */
 const MAX_RATIO = 1.25;
 
@@ -76,14 +85,20 @@ export interface Reading {
   readonly headroom: boolean;
 }
 
-export function read(w: Window, baselineMs: number, queue: number): Reading {
+/**
+ * `noise`: the RTT's usual relative standard error per window (smoothed). The
+ * allowance is at least 4 of them (in requests: 4 · noise · U, up to 10% of U),
+ * so the standing queue stays measurable: below that, a window cannot tell
+ * it from headroom.
+ */
+export function read(w: Window, baselineMs: number, queue: number, noise = 0): Reading {
   const n = w.meanInflight;
   // Not clamped at 1: a window a little faster than the baseline is noise, and
   // cutting it off would bias U low on a noisy upstream (only the noise above
   // the baseline would count). Clamped at MAX_RATIO against a stale baseline.
   const ratio = w.rttMs > 0 && baselineMs > 0 ? Math.min(MAX_RATIO, baselineMs / w.rttMs) : 1;
   const useful = n * ratio;
-  const allow = queue * Math.sqrt(useful);
+  const allow = Math.max(queue * Math.sqrt(useful), Math.min(MAX_NOISE_ALLOW * useful, NOISE_ALLOW * noise * useful));
   const error = Number.isFinite(w.rttError) ? w.rttError : 0;
   return { useful, allow, queued: n - useful, headroom: n - useful + error * n < allow / 2 };
 }

@@ -1,62 +1,56 @@
 /**
  * The baseline: the upstream's RTT with nothing queued, and the probes that
- * measure it. Under sustained load no window shows it (a limit at the
- * upstream's concurrency keeps a small queue on purpose), so it is measured
- * by running a window at reduced concurrency. The question every probe
- * answers is the one a stale baseline gets wrong: is the upstream slower,
- * or are we queueing at it?
+ * measure it. Under sustained load no window shows it (the limit keeps a
+ * small queue on purpose), so it is measured by running windows at reduced
+ * concurrency. The question every probe answers is the one a stale baseline
+ * gets wrong: is the upstream slower, or are we queueing at it?
  *
  * In front of a FIFO upstream the RTT is flat in the in-flight count n up to
  * the upstream's concurrency and proportional to n beyond. So between two
- * windows at n1 > n2 with RTTs r1, r2, the elasticity
+ * windows at n1 > n2 with RTTs r1, r2 the elasticity
  *   e = ln(r1 / r2) / ln(n1 / n2)
  * is ~1 where requests queue and ~0 where they do not: a slower upstream
  * keeps its RTT when we send less, a queue loses it.
  *
- * Probes:
- * - deep: halve the limit, window by window, until the RTT stops falling
- *   (e < 0.3, or a fall within two standard errors of the two windows'
- *   RTTs) or the limit is at its minimum; the baseline is the RTT of the
- *   last (unqueued) step. Run at start (so an initial limit far above the
- *   upstream's capacity is measured right: each halving drains half the
- *   queue), and on demand when the limit has fallen below 2/3 of its highest
- *   value since the last deep probe: that fall is either a queue (then the probe
- *   confirms the baseline) or a slower upstream (then the baseline rises).
- *   On demand the first step runs at the fallen limit itself (but not below
- *   half the high: at a slow upstream, steps at low concurrency are slow to
- *   fill and starve the first lane); at start, at half the initial limit. Flat needs two steps of the same probe: the
- *   windows around a change mix old and new behaviour, so the window that
- *   made the limit fall is no evidence. "Highest value" is the highest in-flight count the
- *   upstream actually had (an overshoot the upstream never reached does not
- *   count).
+ * Deep probes lower the limit step by step, one window each, until the RTT
+ * stops falling. A step "fell" when e >= 0.3 and the fall exceeds two
+ * standard errors of the two windows' RTTs; it is inconclusive when the
+ * in-flight counts differ by less than 1.2x or the RTT rose beyond noise
+ * (the upstream changed meanwhile); the probe goes on while steps fall or
+ * are inconclusive (at most 8 steps, never below `min`). After a fall the
+ * next step goes straight to the useful concurrency the falling step shows
+ * (n · baseline / rtt), else the limit is divided by the probe's step.
+ * The baseline becomes the last step's RTT, pooled with the one before when
+ * they agree within twice their combined standard error. Kinds:
+ * - start: from half the initial limit, halving: an initial limit far above
+ *   the upstream's capacity is drained step by step and measured right.
+ * - fall: when a window asks to cut the limit below 2/3 of it (./little.ts),
+ *   before cutting; the window is the first point, the first step runs at
+ *   limit / 1.25, steps ÷1.25 (gentle, so the first lane keeps its slots
+ *   while we find out). A slower upstream reads flat at once and keeps its
+ *   limit; fewer workers read as a fall and go straight to them.
+ * - deep: when the limit has fallen below 2/3 of the highest in-flight count
+ *   since the last deep probe (a fall in small steps), or a window was faster
+ *   than the baseline beyond its noise (4 standard errors and 10%: the
+ *   upstream got faster, or another instance's queue drained); from the
+ *   limit, but not below half that high, steps ÷1.25.
  * - routine: every `probeEvery` windows one window at 80% of the limit,
- *   which drains the standing queue the limit keeps (0.4·√C ≤ 20% of C).
- *   A result within ±25% of the baseline is pooled with it, weighted by
- *   samples (the baseline counting for at most 100, so it keeps following a
- *   drifting upstream; a deep probe's few low-concurrency samples are soon
- *   outweighed); lower
- *   replaces it (the upstream got faster); higher by more than 25% starts a
- *   deep probe to find out why.
- * A route that did not reach the routine probe's limit by itself in the
- * window when a routine probe is due has just run one: that window is the
- * measurement, and the limit does not move.
- * Between probes, a window whose RTT is below the baseline beyond its noise
- * (4 standard errors, and 10% or more) starts a deep probe at once: the
- * upstream got faster, or another instance's queue drained. The deep
- * probe's baseline pools its last two steps when their RTTs agree within
- * twice their combined standard error (weighted by their samples), so a
- * step at low concurrency, with few samples, does not decide alone.
+ *   which drains the standing queue the limit keeps. A result within ±25% of
+ *   the baseline is pooled with it by samples (the baseline weighing at most
+ *   100, so it keeps following a drifting upstream); lower replaces it; higher
+ *   by more than 25% turns the probe into a deep one. A route that stayed
+ *   within 80% of its limit by itself in the window a routine probe is due
+ *   has just run one: that window is the measurement, the limit stays.
+ *   A routine probe follows 5 windows after a deep one, to refine a
+ *   baseline measured on few samples.
  *
- * After a probe the limit returns. When the deep probe found a queue
- * (some step had e ≥ 0.3), the steps measured the useful concurrency
- * directly, so the limit returns to no more than the largest n · baseline / rtt
- * of its steps plus the queue allowance. Otherwise the limit returns to its
- * value before the probe, scaled by how much the baseline rose (never above
- * its highest value since the last probe): a three times slower upstream
- * took the limit to a third, and the probe gives it back.
- *
- * A deep probe's last steps run at low concurrency with few samples, so a
- * routine probe follows 5 windows later to refine its baseline.
+ * After a deep probe the limit returns. When some step fell (a queue), the
+ * steps measured the useful concurrency itself: the limit returns to no
+ * more than the largest n · baseline / rtt of the steps plus the allowance.
+ * Otherwise it returns to its value before the probe, and when the baseline
+ * rose about as much as the limit had fallen (the fall was a slower
+ * upstream, not a queue), to the highest value since the last deep probe:
+ * a three times slower upstream gives its third back.
  *
  * Costs: a routine probe keeps 20% of the limit idle for about one window
  * per `probeEvery` (under 1% of throughput with the defaults).
@@ -73,9 +67,21 @@ interface Point {
   readonly error: number;
 }
 
-/** start: the first probe (from half the initial limit); deep: on demand (from the fallen limit); routine: on a timer. */
-export type ProbeKind = 'start' | 'deep' | 'routine';
+/**
+ * start: the first probe (from half the initial limit); fall: before a fall of more than
+ * a third is applied (from the limit, the window that called for the fall as the first
+ * point); deep: on demand after the limit fell or the upstream got faster; routine: on a timer.
+ */
+export type ProbeKind = 'start' | 'fall' | 'deep' | 'routine';
 
+/**
+ * A probe on demand divides the limit by this per step (the start probe halves: it
+ * may have far to go). Gentler than halving, so the first lane is not starved while a
+ * slower upstream is being told from a queue.
+ */
+const DEEP_STEP = 1.25;
+/** Two steps tell flat from falling only when their in-flight counts differ by this factor. */
+const MIN_STEP_RATIO = 1.2;
 /** Elasticity below which the RTT is considered flat in the in-flight count. */
 const FLAT = 0.3;
 const MAX_DEEP_STEPS = 8;
@@ -108,9 +114,13 @@ interface Probing {
   readonly restore: number;
   /** The in-flight cap of the step in progress. */
   cap: number;
+  /** Each step divides the cap by this. */
+  readonly step: number;
   /** Points measured so far, one per step. */
   readonly steps: Point[];
   queueFound: boolean;
+  /** The start probe: it may find another instance's queue, so it returns at least half way. */
+  readonly atStart: boolean;
 }
 
 /** What to do after a window outside a probe. */
@@ -132,26 +142,26 @@ export class Baseline {
     this.untilRoutine = cfg.probeEvery;
   }
 
-  /** The in-flight cap for samples to count (Infinity outside a probe). */
-  get cap(): number {
-    return this.probing?.cap ?? Infinity;
-  }
-
-
   get active(): boolean {
     return this.probing !== null;
   }
 
-  /** Starts a probe from published limit `current`; returns the limit to run its first step at. */
-  start(kind: ProbeKind, current: number): number {
+  /**
+   * Starts a probe from published limit `current`; returns the limit to run its first
+   * step at. `first`: for a fall probe, the window that called for the fall.
+   */
+  start(kind: ProbeKind, current: number, first?: Window): number {
     let cap: number;
     if (kind === 'routine') cap = routineCap(current);
     else if (kind === 'start') cap = Math.floor(current / 2);
+    else if (kind === 'fall') cap = Math.min(current - 1, Math.ceil(current / DEEP_STEP));
     // After a fall, from the fallen limit but no lower than half the high: the steps at
     // low concurrency of a slow upstream take long to fill, and starve the first lane.
     else cap = Math.max(current, Math.floor(this.high / 2));
     cap = Math.max(this.cfg.min, cap);
-    this.probing = { kind: kind === 'routine' ? 'routine' : 'deep', restore: current, cap, steps: [], queueFound: false };
+    const steps = kind === 'fall' && first !== undefined && first.rttMs > 0 ? [pointOf(first)] : [];
+    const k = kind === 'routine' ? 'routine' : 'deep';
+    this.probing = { kind: k, restore: current, cap, step: kind === 'start' ? 2 : DEEP_STEP, steps, queueFound: false, atStart: kind === 'start' };
     return cap;
   }
 
@@ -173,10 +183,16 @@ export class Baseline {
     // A fall counts when it is also beyond the two windows' noise (two standard errors).
     const significant = prev !== undefined && Math.log(prev.rttMs / point.rttMs) > 2 * Math.hypot(prev.error, point.error);
     const fell = e >= FLAT && significant;
-    const falling = prev === undefined || prev.n < 1.5 * point.n || fell;
+    // The RTT rose beyond noise while the in-flight count fell: the upstream changed during
+    // the probe (or its first point mixed old and new), no evidence either way.
+    const rose = prev !== undefined && Math.log(point.rttMs / prev.rttMs) > 2 * Math.hypot(prev.error, point.error);
+    const falling = prev === undefined || prev.n < MIN_STEP_RATIO * point.n || fell || rose;
     if (fell) p.queueFound = true;
     if (falling && p.cap > this.cfg.min && p.steps.length < MAX_DEEP_STEPS) {
-      p.cap = Math.max(this.cfg.min, Math.floor(p.cap / 2));
+      // A queue, and a baseline to read it with: the useful concurrency is n · baseline / rtt,
+      // so the next step goes straight there (it then needs one more to be seen flat).
+      const useful = fell && this.ms > 0 ? Math.floor((point.n * this.ms) / point.rttMs) : Infinity;
+      p.cap = Math.max(this.cfg.min, Math.min(Math.floor(p.cap / p.step), useful));
       return { step: p.cap };
     }
     return { done: this.endDeep(p, queue) };
@@ -214,7 +230,7 @@ export class Baseline {
   private endRoutine(p: Probing, point: Point): { readonly step: number } | { readonly done: number } {
     if (point.rttMs > this.ms * (1 + ROUTINE_BAND)) {
       // Slower at lower concurrency: find out how much, keeping where we came from.
-      this.probing = { kind: 'deep', restore: p.restore, cap: Math.max(this.cfg.min, Math.floor(p.cap / 2)), steps: [point], queueFound: false };
+      this.probing = { kind: 'deep', restore: p.restore, cap: Math.max(this.cfg.min, Math.floor(p.cap / DEEP_STEP)), step: DEEP_STEP, steps: [point], queueFound: false, atStart: false };
       return { step: this.probing.cap };
     }
     this.routineResult(point);
@@ -247,13 +263,13 @@ export class Baseline {
     let limit: number;
     if (p.queueFound) {
       // The steps in the queue measured the useful concurrency itself.
-      // (Not below half the way back: another instance's queue looks the same as ours.)
+      // (At start, not below half the way back: another instance's queue looks the same as ours.)
       const useful = Math.max(...p.steps.map((s) => s.n * Math.min(1, this.ms / s.rttMs)));
       const measured = useful + queue * Math.sqrt(useful);
       this.probing = null;
       this.untilRoutine = Math.min(this.cfg.probeEvery, SOON);
       this.high = Math.max(this.cfg.min, Math.floor(measured));
-      return Math.min(p.restore, Math.max(measured, p.restore / 2));
+      return Math.min(p.restore, measured);
     } else {
       // The baseline rose by as much as the limit fell (within 20%): the fall was the upstream
       // being slower, not a queue, so the limit goes back where it was.

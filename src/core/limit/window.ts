@@ -90,7 +90,7 @@ export class SampleWindow {
     return this.take(s, minSamples, Infinity);
   }
 
-  private take(s: Sample, minSamples: number, maxError: number): Window | null {
+  private include(s: Sample): void {
     const end = s.startedAt + s.rttMs;
     if (this.samples === 0) this.startMs = this.endMs = end;
     else if (end > this.endMs) this.endMs = end;
@@ -99,29 +99,37 @@ export class SampleWindow {
     else this.rtts.record(s.rttMs);
     if (s.inflight > this.maxInflight) this.maxInflight = s.inflight;
     this.sumInflight += s.inflight;
+  }
+
+  private take(s: Sample, minSamples: number, maxError: number): Window | null {
+    this.include(s);
     const span = this.endMs - this.startMs;
     if (this.samples < minSamples || span < this.cfg.windowMs || this.samples < this.checkAt) return null;
-    const rttMs = this.rtts.percentile(this.cfg.percentile);
-    const n = this.rtts.count;
-    const rttSpread = n >= 2 && rttMs > 0 ? (this.rtts.percentile(0.75) - this.rtts.percentile(0.25)) / rttMs : NaN;
-    const rttError = (1.25 * rttSpread) / 1.35 / Math.sqrt(n);
-    if (rttError > maxError && span < MAX_STRETCH * this.cfg.windowMs) {
+    const w = this.close();
+    if (w.rttError > maxError && span < MAX_STRETCH * this.cfg.windowMs) {
       this.checkAt = Math.ceil(this.samples * 1.25);
       return null;
     }
-    const w: Window = {
+    this.clear();
+    return w;
+  }
+
+  /** The window as it stands (clear() starts the next one). */
+  private close(): Window {
+    const rttMs = this.rtts.percentile(this.cfg.percentile);
+    const n = this.rtts.count;
+    const rttSpread = n >= 2 && rttMs > 0 ? (this.rtts.percentile(0.75) - this.rtts.percentile(0.25)) / rttMs : NaN;
+    return {
       startMs: this.startMs,
       endMs: this.endMs,
       samples: this.samples,
       rttMs,
-      rttError,
+      rttError: (1.25 * rttSpread) / 1.35 / Math.sqrt(n),
       rttSpread,
       maxInflight: this.maxInflight,
-      meanInflight: this.sumInflight / this.samples,
+      meanInflight: this.samples > 0 ? this.sumInflight / this.samples : 0,
       drops: this.drops,
     };
-    this.clear();
-    return w;
   }
 
   /** Forgets the open window. */
