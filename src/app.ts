@@ -99,7 +99,15 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Slui
     draining: draining(),
     routes: runtimes.current.routes.map((r) => routeState(r, (route, lane) => metrics.laneTotals(route, lane))),
   });
-  const metrics = new Metrics({ version: sluiceVersion(), routes: () => state().routes, suppressedLogLines: () => refusalLog.suppressedTotal });
+  const metrics = new Metrics({
+    version: sluiceVersion(),
+    routes: () => state().routes,
+    suppressedLogLines: () => refusalLog.suppressedTotal,
+    rateStoreUp: () => {
+      const s = runtimes.current.clientRate?.stats() ?? null;
+      return s === null ? null : s.state === 'up';
+    },
+  });
   const events = deps.events ? teeEvents(metrics, deps.events) : metrics;
   const rtDeps = runtimeDeps(clock, random, deps, logger, events, metrics);
   const runtimes = new Runtimes(createRuntime(config, rtDeps), clock, logger);

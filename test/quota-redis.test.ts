@@ -69,6 +69,7 @@ test('control: two instances with local buckets admit a burst each (what the sha
     const local = await tenant(sluices, 'tenant-0', 30);
     t.diagnostic(`local buckets: ${JSON.stringify(local)} for 30 requests over 2 instances (burst ${BURST} each)`);
     assert.equal(local[200], 2 * BURST);
+    assert.deepEqual((await scrape(sluices[0]!.adminUrl)).all('sluice_rate_store_up'), []);
   } finally {
     await Promise.all(sluices.map((s) => s.close()));
   }
@@ -90,6 +91,7 @@ test('two instances sharing one Redis hold a tenant to its burst; Redis down →
     t.diagnostic(`shared quota: ${JSON.stringify(shared)} for 30 requests over 2 instances (burst ${BURST})`);
     assert.equal(shared[200], BURST);
     assert.equal(shared[429], 30 - BURST);
+    assert.equal((await scrape(sluices[0]!.adminUrl)).value('sluice_rate_store_up'), 1);
     // The verdict from Redis rides on the response: what is left of the shared quota.
     const first = await send(`${sluices[1]!.url}/items`, { headers: { 'x-api-key': 'tenant-h' } });
     assert.equal(first.headers['ratelimit'], `"client";r=${BURST - 1};t=10`);
@@ -102,6 +104,7 @@ test('two instances sharing one Redis hold a tenant to its burst; Redis down →
     t.diagnostic(`redis down: ${JSON.stringify(down)} for 30 requests (each instance's local bucket holds ${BURST} / 2); sluice_rate_store_errors_total ${errors.join(' + ')}`);
     assert.equal(down[200], BURST);
     assert.ok(errors.every((n) => n > 0), `errors ${errors.join(',')}`);
+    for (const x of sluices) assert.equal((await scrape(x.adminUrl)).value('sluice_rate_store_up'), 0);
     assert.ok(sluices.every((s) => s.logs.some((l) => l['msg'] === 'client rate store failed: the local bucket decides (fail open)')));
 
     await redis.start();
@@ -111,6 +114,7 @@ test('two instances sharing one Redis hold a tenant to its burst; Redis down →
     const again = await tenant(sluices, 'tenant-3', 30);
     t.diagnostic(`redis back: ${JSON.stringify(again)} for 30 requests over 2 instances`);
     assert.equal(again[200], BURST);
+    for (const x of sluices) assert.equal((await scrape(x.adminUrl)).value('sluice_rate_store_up'), 1);
   } finally {
     await Promise.all(sluices.map((s) => s.close()));
   }

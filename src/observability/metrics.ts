@@ -77,6 +77,8 @@ export interface MetricsOptions {
   readonly routes: () => readonly RouteState[];
   /** Refusal log lines suppressed by sampling since start (read at scrape time). */
   readonly suppressedLogLines?: () => number;
+  /** The shared client rate store: true while it is asked (connected, not suspended), false while failing open; null when there is none. */
+  readonly rateStoreUp?: () => boolean | null;
 }
 
 /** Totals per lane for /admin/state (the live page derives rates from them). */
@@ -188,6 +190,21 @@ export class Metrics implements ProxyEvents {
       const cell = family.cell();
       family.collect = () => void (cell.value = suppressed());
       r.registerMetric(family.asMetric());
+    }
+
+    const storeUp = opts.rateStoreUp;
+    if (storeUp !== undefined) {
+      new Gauge({
+        name: 'sluice_rate_store_up',
+        help: 'The shared client rate store (clients.rate.store): 1 while it is asked, 0 while requests are decided by the local buckets (down or suspended). No sample without a shared store.',
+        labelNames: ['store'],
+        registers: [r],
+        collect() {
+          const up = storeUp();
+          this.reset();
+          if (up !== null) this.set({ store: 'redis' }, up ? 1 : 0);
+        },
+      });
     }
 
     new Gauge({
