@@ -17,6 +17,52 @@ export interface ProxyListenerOptions extends Omit<AdmitDeps, 'forward' | 'answe
   readonly server: ServerConfig;
 }
 
+/**
+ * fastify's per-request child logger, made on first use. fastify makes one
+ * per request (pino's child serialises the request id binding each time);
+ * an admitted request that never logs needs none, and Sluice's own lines
+ * carry the request id themselves.
+ */
+class LazyChild {
+  private made: Logger | null = null;
+  constructor(
+    private readonly parent: Logger,
+    private readonly bindings: Record<string, unknown>,
+    private readonly opts: Record<string, unknown>,
+  ) {}
+  private get real(): Logger {
+    return (this.made ??= this.parent.child(this.bindings, this.opts));
+  }
+  get level(): string {
+    return this.made?.level ?? this.parent.level;
+  }
+  set level(level: string) {
+    this.real.level = level;
+  }
+  fatal(...a: unknown[]): void {
+    this.real.fatal(...(a as [string]));
+  }
+  error(...a: unknown[]): void {
+    this.real.error(...(a as [string]));
+  }
+  warn(...a: unknown[]): void {
+    this.real.warn(...(a as [string]));
+  }
+  info(...a: unknown[]): void {
+    this.real.info(...(a as [string]));
+  }
+  debug(...a: unknown[]): void {
+    this.real.debug(...(a as [string]));
+  }
+  trace(...a: unknown[]): void {
+    this.real.trace(...(a as [string]));
+  }
+  silent(): void {}
+  child(bindings: Record<string, unknown>, opts?: Record<string, unknown>): Logger {
+    return this.real.child(bindings, opts);
+  }
+}
+
 export async function buildProxyListener(opts: ProxyListenerOptions): Promise<FastifyInstance> {
   const { runtime, lifecycle, clock, random, events, log } = opts;
   const answers = new Answers(opts.server.keepAliveTimeoutMs);
@@ -31,6 +77,7 @@ export async function buildProxyListener(opts: ProxyListenerOptions): Promise<Fa
     // Per-request info lines would cost more than admission itself; refusals and errors are logged explicitly.
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'requestId' }),
     genReqId: admittedRequestId,
+    childLoggerFactory: (logger, bindings, opts) => new LazyChild(logger as Logger, bindings, opts as Record<string, unknown>) as never,
     // Requests admitted before the listener closed may still reach fastify while it closes.
     return503OnClosing: false,
     serverFactory: server as never,
