@@ -22,8 +22,11 @@
  * (n · baseline / rtt), else the limit is divided by the probe's step.
  * The baseline becomes the last step's RTT, pooled with the one before when
  * they agree within twice their combined standard error. Kinds:
- * - start: from half the initial limit, halving: an initial limit far above
- *   the upstream's capacity is drained step by step and measured right.
+ * - start: one window at half the initial limit, one back at the initial
+ *   limit; flat between them, the probe is over (a sane initial limit costs
+ *   one window at half); a fall, it goes on down from half, halving, so an
+ *   initial limit far above the upstream's capacity is drained step by step
+ *   and measured right.
  * - fall: when a window asks to cut the limit below 2/3 of it (./little.ts),
  *   before cutting; the window is the first point, the first step runs at
  *   limit / 1.25, steps ÷1.25 (gentle, so the first lane keeps its slots
@@ -119,8 +122,10 @@ interface Probing {
   /** Points measured so far, one per step. */
   readonly steps: Point[];
   queueFound: boolean;
-  /** The start probe: it may find another instance's queue, so it returns at least half way. */
+  /** The start probe (see startCheck). */
   readonly atStart: boolean;
+  /** The start probe's check against the initial limit is done. */
+  checked?: boolean;
 }
 
 /** What to do after a window outside a probe. */
@@ -175,6 +180,10 @@ export class Baseline {
     if (!(w.rttMs > 0)) return { step: p.cap }; // no successful sample: measure again
     const point = pointOf(w);
     if (p.kind === 'routine') return this.endRoutine(p, point);
+    if (p.atStart) {
+      const check = this.startCheck(p, point, queue);
+      if (check !== null) return check;
+    }
     const prev = p.steps[p.steps.length - 1];
     p.steps.push(point);
     // Flat needs two points of this probe, the second at a clearly lower in-flight count
@@ -225,6 +234,38 @@ export class Baseline {
       return 'none';
     }
     return 'routine';
+  }
+
+  /**
+   * The start probe's first two windows: one at half the initial limit, then
+   * one back at the initial limit. Flat between them: nothing was queued at
+   * the initial limit either; the baseline is the lower window's RTT and the
+   * probe is over without going lower (the first lane keeps its slots). A
+   * fall: the initial limit queues, so the probe goes on down from the lower
+   * window, halving. Null when the probe is past this.
+   */
+  private startCheck(p: Probing, point: Point, queue: number): { readonly step: number } | { readonly done: number } | null {
+    if (p.steps.length === 0) {
+      p.steps.push(point);
+      p.cap = Math.max(this.cfg.min, p.restore);
+      return { step: p.cap };
+    }
+    if (p.steps.length !== 1 || p.checked) return null;
+    p.checked = true;
+    const low = p.steps[0] as Point;
+    const noise = 2 * Math.hypot(low.error, point.error);
+    const fell = point.n >= MIN_STEP_RATIO * low.n && elasticity(point, low) >= FLAT && Math.log(point.rttMs / low.rttMs) > noise;
+    if (!fell) {
+      // Pooled with the upper window when it is no slower beyond noise (both unqueued).
+      if (point.rttMs <= low.rttMs * (1 + noise)) this.measured((low.rttMs * low.samples + point.rttMs * point.samples) / (low.samples + point.samples), low.samples + point.samples);
+      else this.measured(low.rttMs, low.samples);
+      return { done: this.finish(p.restore) };
+    }
+    // Queued at the initial limit: go on down from the lower step, with the upper one as evidence.
+    p.queueFound = true;
+    p.steps.splice(0, 1, point, low);
+    p.cap = Math.max(this.cfg.min, Math.floor(low.n / 2));
+    return { step: p.cap };
   }
 
   private endRoutine(p: Probing, point: Point): { readonly step: number } | { readonly done: number } {
