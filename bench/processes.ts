@@ -170,12 +170,13 @@ export function startBareProxy(cpu: number | null, upstream: string): Promise<Pr
 }
 
 /**
- * The real CLI with a config file; ready when it logs "sluice started" (with
- * its proxy and admin URLs). `cli`: another build's dist/cli.js (a baseline).
+ * The real CLI with a config file; ready when it logs its start-up line
+ * (event "started", with its proxy and admin URLs; builds before it said
+ * msg "sluice started"). `cli`: another build's dist/cli.js (a baseline).
  */
 export function startSluice(cpu: number | null, configFile: string, cli = SLUICE_CLI): Promise<Proc> {
   if (!existsSync(cli)) throw new Error(`${cli} is missing: run npm run build first`);
-  return startProc('sluice', [cli, '--config', configFile], cpu, (m) => m['msg'] === 'sluice started');
+  return startProc('sluice', [cli, '--config', configFile], cpu, (m) => m['event'] === 'started' || m['msg'] === 'sluice started');
 }
 
 export function urlOf(p: Proc): string {

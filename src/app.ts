@@ -7,12 +7,12 @@
  * Operations (../shared/DESIGN.md §8): reload() (instance/reload.ts),
  * drain() the graceful shutdown and close() (instance/drain.ts).
  */
-import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from './config/types.js';
 import { systemClock, type Clock, type Random } from './core/clock.js';
 import { closeNow, drain, type DrainReport } from './instance/drain.js';
+import { listenOn } from './instance/listen.js';
 import { reloadConfig } from './instance/reload.js';
 import { Runtimes } from './instance/runtimes.js';
 import { buildAdmin } from './observability/admin.js';
@@ -20,7 +20,7 @@ import { createLogger } from './observability/logger.js';
 import { Metrics } from './observability/metrics.js';
 import { backlogVerdict } from './observability/readiness.js';
 import { SampledLog } from './observability/sampled-log.js';
-import { routeState, type AdminState, type ReloadResult } from './observability/state.js';
+import { InstanceInfo, routeState, type AdminState, type ReloadResult } from './observability/state.js';
 import { teeEvents, type ProxyEvents } from './proxy/events.js';
 import type { Lifecycle } from './proxy/lifecycle.js';
 import { buildProxyListener } from './proxy/listener.js';
@@ -46,7 +46,7 @@ export interface Sluice {
   readonly logger: Logger;
   /** This instance's metrics (its own prom-client Registry); served on the admin listener at /metrics. */
   readonly metrics: Metrics;
-  /** Starts both listeners (addresses from config unless overridden); returns their base URLs. */
+  /** Starts both listeners (addresses from config unless overridden); returns their base URLs. Throws ListenError (instance/listen.ts). */
   listen(override?: { proxyPort?: number; adminPort?: number }): Promise<{ proxyUrl: string; adminUrl: string }>;
   state(): AdminState;
   /** The config in force (the last one loaded successfully). */
@@ -57,12 +57,6 @@ export interface Sluice {
   drain(): Promise<DrainReport>;
   /** Closes at once: no readiness grace; requests in flight finish first. After drain(), waits for it. */
   close(): Promise<void>;
-}
-
-function urlOf(app: FastifyInstance): string {
-  const a = app.server.address() as AddressInfo;
-  const host = a.family === 'IPv6' ? `[${a.address}]` : a.address;
-  return `http://${host}:${a.port}`;
 }
 
 /** Breaker state changes and rate store failures are logged and reported. */
@@ -93,8 +87,10 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Slui
   const lifecycle: Lifecycle = { phase: 'serving' };
   const draining = () => lifecycle.phase !== 'serving';
   const refusalLog = new SampledLog(clock, 20);
+  const info = new InstanceInfo(clock, sluiceVersion());
   // The metrics read the state at scrape time only (the runtimes exist by then).
   const state = (): AdminState => ({
+    ...info.view(),
     ready: !draining(),
     draining: draining(),
     routes: runtimes.current.routes.map((r) => routeState(r, (route, lane) => metrics.laneTotals(route, lane))),
@@ -129,6 +125,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Slui
     const result = reloadConfig(file, reloadDeps);
     if (result.result === 'success') metrics.bindRoutes(runtimes.current.routes);
     metrics.configReloaded(result.result);
+    info.reloaded(result);
     deps.onReload?.(result);
     return result;
   }
@@ -137,6 +134,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Slui
     state,
     notReadyReason: () => (draining() ? 'draining' : backlogVerdict(state().routes, runtimes.current.config.readiness.maxBacklogSeconds)),
     metrics,
+    access: () => runtimes.current.config.admin,
     reload: () => reload(),
   });
   const drainDeps = { runtimes, lifecycle, clock, log: logger, proxy, admin };
@@ -148,9 +146,14 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Slui
     logger,
     metrics,
     async listen(override = {}) {
-      await proxy.listen({ host: config.listen.host, port: override.proxyPort ?? config.listen.port });
-      await admin.listen({ host: config.admin.host, port: override.adminPort ?? config.admin.port });
-      return { proxyUrl: urlOf(proxy), adminUrl: urlOf(admin) };
+      const proxyUrl = await listenOn(proxy, 'proxy', config.listen.host, override.proxyPort ?? config.listen.port);
+      try {
+        const adminUrl = await listenOn(admin, 'admin', config.admin.host, override.adminPort ?? config.admin.port);
+        return { proxyUrl, adminUrl };
+      } catch (err) {
+        await proxy.close(); // never half-started: the proxy port is not left open without its admin
+        throw err;
+      }
     },
     state,
     config: () => runtimes.current.config,

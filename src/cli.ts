@@ -4,10 +4,13 @@
  * sluice validate FILE        check a config: exit 0 when valid, 2 with every problem printed
  * sluice --help | --version
  */
-import { readFileSync } from 'node:fs';
 import { buildApp } from './app.js';
 import { ConfigError, loadConfig } from './config/load.js';
 import type { Config } from './config/types.js';
+import { ListenError } from './instance/listen.js';
+import { adminWarning } from './observability/admin-guard.js';
+import { startupLine } from './observability/startup.js';
+import { sluiceVersion } from './version.js';
 
 const USAGE = `Usage:
   sluice --config FILE     run the proxy with the YAML policy FILE (or set SLUICE_CONFIG)
@@ -19,12 +22,9 @@ Signals: SIGHUP reloads the config file (the running config stays if the new one
          SIGTERM/SIGINT drain: /readyz fails at once, the listener closes after
          shutdown.readinessGraceMs, admitted requests get shutdown.drainTimeoutMs
          to finish, then exit 0. A second SIGTERM/SIGINT exits 1 at once.
-Exit codes: 0 ok, 1 runtime failure, 2 invalid config or usage.`;
-
-function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
-  return pkg.version;
-}
+Exit codes: 0 ok, 1 runtime failure (a listener that cannot open: one line with
+            the address and the cause), 2 invalid config or usage.
+SLUICE_DEBUG=1 adds the stack trace to a start-up failure.`;
 
 function load(file: string): Config {
   try {
@@ -77,25 +77,12 @@ async function run(file: string): Promise<void> {
   process.on('SIGINT', () => stop('SIGINT'));
 
   // Handlers first, then listen and announce: a signal right after the
-  // 'sluice started' line must find them in place.
-  const { proxyUrl, adminUrl } = await app.listen();
-  log.info(
-    {
-      proxy: proxyUrl,
-      admin: adminUrl,
-      config: config.file,
-      mode: config.mode,
-      routes: config.routes.map((r) => ({
-        name: r.name,
-        pathPrefix: r.match.pathPrefix,
-        upstream: r.upstream,
-        algorithm: r.limit.algorithm,
-        limit: r.limit.initial,
-        lanes: r.lanes.map((l) => `${l.name}(max ${l.maxShare}, min ${l.minShare}, queue ${l.queue.maxLength}/${l.queue.maxWaitMs}ms)`),
-      })),
-    },
-    'sluice started',
-  );
+  // start-up line (event "started") must find them in place.
+  const urls = await app.listen();
+  const line = startupLine(config, urls, sluiceVersion());
+  log.info(line.fields, line.msg);
+  const warning = adminWarning(config.admin);
+  if (warning !== null) log.warn({ admin: urls.adminUrl }, warning);
 }
 
 export async function main(argv: string[]): Promise<void> {
@@ -105,7 +92,7 @@ export async function main(argv: string[]): Promise<void> {
     return;
   }
   if (cmd === '--version' || cmd === '-v') {
-    process.stdout.write(`${version()}\n`);
+    process.stdout.write(`${sluiceVersion()}\n`);
     return;
   }
   if (cmd === 'validate') {
@@ -115,6 +102,8 @@ export async function main(argv: string[]): Promise<void> {
     }
     const config = load(arg);
     process.stdout.write(`${config.file}: ok (${config.routes.length} route(s), ${config.lanes.length} lane(s))\n`);
+    const warning = adminWarning(config.admin);
+    if (warning !== null) process.stderr.write(`${config.file}: warning: ${warning}\n`);
     return;
   }
   let file = process.env.SLUICE_CONFIG;
@@ -131,7 +120,12 @@ export async function main(argv: string[]): Promise<void> {
   await run(file);
 }
 
+// A failure to start is one line: a ListenError names the listener, the
+// address and the cause; anything else its message (the stack on request).
 main(process.argv.slice(2)).catch((err: unknown) => {
-  process.stderr.write(`sluice: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  const message = err instanceof Error ? err.message : String(err);
+  const line = err instanceof ListenError ? message : `cannot start: ${message}`;
+  process.stderr.write(`sluice: ${line}\n`);
+  if (process.env.SLUICE_DEBUG && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
   process.exit(1);
 });

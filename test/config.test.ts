@@ -81,7 +81,7 @@ test('a config with only a route gets every documented default', () => {
     file: resolve('minimal.yaml'),
     mode: 'enforce',
     listen: { host: '0.0.0.0', port: 8080 },
-    admin: { host: '127.0.0.1', port: 9901 },
+    admin: { host: '127.0.0.1', port: 9901, allowedHosts: [] },
     server: { headersTimeoutMs: 10000, requestTimeoutMs: 300000, keepAliveTimeoutMs: 72000, maxHeaderBytes: 16384 },
     log: { level: 'info', pretty: false },
     lanes: DEFAULT_LANES,
@@ -141,8 +141,10 @@ test('config.example.yaml sets every key the schema knows', () => {
   // Inside a route's policy keys and lane overrides the keys are those of `defaults:` and `lanes:`,
   // documented there; the routes need only show each such key once.
   // clients.rate.store needs a Redis: the example shows it commented out (checked below).
+  // admin.token has no default: the example shows it commented out (checked below).
   const exempt = (path: string[]) =>
     path.join('.') === 'clients.key.ip' ||
+    path.join('.') === 'admin.token' ||
     path.join('.').startsWith('clients.rate.store') ||
     (path[0] === 'routes' && path[2] !== 'match' && path.length > 3);
   const missing = keyPaths(configSchema, [])
@@ -150,7 +152,7 @@ test('config.example.yaml sets every key the schema knows', () => {
     .map((path) => path.join('.'));
   assert.deepEqual(missing, []);
   assert.match(text, /\{ ip: true \}/);
-  for (const key of ['store:', 'redis:', 'url:', 'timeoutMs:', 'prefix:', 'instances:']) assert.match(text, new RegExp(`^ *# *${key}`, 'm'), key);
+  for (const key of ['store:', 'redis:', 'url:', 'timeoutMs:', 'prefix:', 'instances:', 'token:']) assert.match(text, new RegExp(`^ *# *${key}`, 'm'), key);
 });
 
 test('config.example.yaml: routes, classify and clients as written', () => {

@@ -16,7 +16,7 @@ import { after, before, test } from 'node:test';
 import { dashboardTargets, fillVariables } from './helpers/dashboard.js';
 import { startPrometheus, type RangeSeries, type TestPrometheus } from './helpers/prometheus.js';
 import { scrape } from './helpers/prom.js';
-import { eventually as waitFor, rawRequest, send, startSluiceFile, writePolicy, type Running } from './helpers/sluice.js';
+import { eventually as waitFor, JSON_POST, rawRequest, send, startSluiceFile, writePolicy, type Running } from './helpers/sluice.js';
 import { startUpstream, type TestUpstream } from './helpers/upstream.js';
 
 const ROUTES = ['main', 'dead', 'shadow', 'held'] as const;
@@ -143,9 +143,9 @@ before(async () => {
 
   // A good reload, then a bad one (the running config stays).
   writePolicy(policy(up.url, deadUrl, 3), file);
-  assert.equal((await send(`${s.adminUrl}/admin/reload`, { method: 'POST' })).status, 200);
+  assert.equal((await send(`${s.adminUrl}/admin/reload`, { method: 'POST', headers: JSON_POST })).status, 200);
   writeFileSync(file, 'routes: [ { name: broken } ]\n');
-  assert.equal((await send(`${s.adminUrl}/admin/reload`, { method: 'POST' })).status, 422);
+  assert.equal((await send(`${s.adminUrl}/admin/reload`, { method: 'POST', headers: JSON_POST })).status, 422);
 
   window.end = Math.ceil(nowS());
   // Two scrapes after the load, so the last state is stored.

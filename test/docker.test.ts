@@ -210,8 +210,8 @@ test('the Dockerfile steps, run outside Docker: production install, start, /heal
       child.stdout.on('data', (c: Buffer) => (out += c.toString()));
       let stderr = '';
       child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-      await eventually(() => out.includes('"sluice started"') || child.exitCode !== null, 'started', 20_000);
-      const started = JSON.parse(out.split('\n').find((l) => l.includes('"sluice started"')) ?? 'null') as { admin: string } | null;
+      await eventually(() => out.includes('"event":"started"') || child.exitCode !== null, 'started', 20_000);
+      const started = JSON.parse(out.split('\n').find((l) => l.includes('"event":"started"')) ?? 'null') as { admin: string } | null;
       assert.ok(started, `did not start: ${stderr}`);
       assert.equal((await send(`${started.admin}/healthz`)).status, 200);
 

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { connect, type Socket } from 'node:net';
 import { after, before, test } from 'node:test';
 import { startCli } from './helpers/cli.js';
-import { eventually, refusalOf, send, startSluiceFile, writePolicy, type Running } from './helpers/sluice.js';
+import { eventually, JSON_POST, refusalOf, send, startSluiceFile, writePolicy, type Running } from './helpers/sluice.js';
 import { startUpstream, type TestUpstream } from './helpers/upstream.js';
 
 let up: TestUpstream;
@@ -189,7 +189,7 @@ test('a drain also waits for a route a reload removed; reloading while draining 
     assert.equal(s.app.reload().result, 'success');
     const drained = s.app.drain();
     await eventually(() => refusesConnections(s.url), 'listener closed');
-    const again = await send(`${s.adminUrl}/admin/reload`, { method: 'POST' });
+    const again = await send(`${s.adminUrl}/admin/reload`, { method: 'POST', headers: JSON_POST });
     assert.equal(again.status, 409);
     assert.equal(again.json<{ reason: string }>().reason, 'draining');
     const waiting = s.logs.find((l) => String(l.msg).startsWith('draining: listener closed'));

@@ -109,13 +109,15 @@ test('sluice --config with log.pretty: true logs human-readable lines', async ()
       let buf = '';
       child.stdout.on('data', (c: Buffer) => {
         buf += c.toString();
-        const found = buf.split('\n').find((l) => l.includes('sluice started'));
+        const found = buf.split('\n').slice(0, -1).find((l) => l.includes('event=started'));
         if (found !== undefined) resolve(found);
       });
       child.on('exit', (code) => reject(new Error(`exited early with ${code}`)));
     });
-    assert.match(line, /^\S+ INFO {2}sluice started proxy=http:\/\/127\.0\.0\.1:\d+ admin=http:\/\/127\.0\.0\.1:\d+ /);
-    assert.doesNotMatch(line, /^\{/);
+    assert.match(line, /^\S+ INFO {2}sluice \d+\.\d+\.\d+\S* listening on http:\/\/127\.0\.0\.1:\d+, admin on http:\/\/127\.0\.0\.1:\d+, 1 route: all → http:\/\/127\.0\.0\.1:\d+ \(\/, limit \w+ [\d.]+/);
+    assert.match(line, / proxy=http:\/\/127\.0\.0\.1:\d+ admin=http:\/\/127\.0\.0\.1:\d+ /);
+    // The routes are in the message: no JSON table at the end of a terminal line.
+    assert.doesNotMatch(line, /^\{|routes=|\[\{/);
     // An answer from the admin port means the start-up code (signal handlers included) has run to the end.
     const admin = /admin=(\S+)/.exec(line)![1]!;
     assert.equal((await send(`${admin}/healthz`)).status, 200);

@@ -10,7 +10,7 @@ import type { RouteConfig } from '../src/config/types.js';
 import type { Limit, Sample } from '../src/core/limit/limit.js';
 import { startCli } from './helpers/cli.js';
 import { scrape } from './helpers/prom.js';
-import { eventually, send, startSluiceFile, writePolicy, type Answer, type Running } from './helpers/sluice.js';
+import { eventually, JSON_POST, send, startSluiceFile, writePolicy, type Answer, type Running } from './helpers/sluice.js';
 import { startUpstream, type TestUpstream } from './helpers/upstream.js';
 
 let up1: TestUpstream;
@@ -190,7 +190,7 @@ test('an invalid file keeps the running config: 422 with every problem at file:l
   const file = writePolicy(policy([{ name: 'main', prefix: '/', upstream: up1.url }]));
   await withSluice(file, async (s, reloads) => {
     writeFileSync(file, 'routes:\n  - name: main\n    match: { pathPrefix: nope }\n    upstream: http://127.0.0.1:1\n    limit: { initial: 0 }\n');
-    const a = await send(`${s.adminUrl}/admin/reload`, { method: 'POST' });
+    const a = await send(`${s.adminUrl}/admin/reload`, { method: 'POST', headers: JSON_POST });
     assert.equal(a.status, 422);
     const body = a.json<{ result: string; reason: string; message: string; problems: { line: number; col: number; path: string }[] }>();
     assert.equal(body.result, 'error');
@@ -217,7 +217,7 @@ test('an invalid file keeps the running config: 422 with every problem at file:l
     assert.ok(up1.seen.includes('/still'));
 
     writeFileSync(file, '{{ not yaml');
-    assert.equal((await send(`${s.adminUrl}/admin/reload`, { method: 'POST' })).status, 422);
+    assert.equal((await send(`${s.adminUrl}/admin/reload`, { method: 'POST', headers: JSON_POST })).status, 422);
     assert.equal((await send(`${s.url}/still-2`)).status, 200);
     const m = await scrape(s.adminUrl);
     assert.equal(m.value('sluice_config_reloads_total', { result: 'error' }), 2);
@@ -232,7 +232,7 @@ test('POST /admin/reload applies a valid file and reports what changed', { timeo
   const file = writePolicy(policy([main, { name: 'old', prefix: '/old', upstream: up1.url }]));
   await withSluice(file, async (s, reloads) => {
     writePolicy(policy([{ ...main, limit: 8 }, { name: 'reports', prefix: '/reports', upstream: up2.url }]), file);
-    const a = await send(`${s.adminUrl}/admin/reload`, { method: 'POST' });
+    const a = await send(`${s.adminUrl}/admin/reload`, { method: 'POST', headers: JSON_POST });
     assert.equal(a.status, 200);
     const body = a.json<{ result: string; routes: Record<string, string[]>; warnings: string[] }>();
     assert.equal(body.result, 'success');

@@ -318,10 +318,27 @@ const listen = (host: string, port: number) =>
     port: int(0, 65535).default(port),
   }).prefault({});
 
+/**
+ * The admin listener: its address, and who may change things through it
+ * (observability/admin-guard.ts). A token is a shared secret compared in
+ * constant time; shorter than 16 characters it would be guessable.
+ */
+const adminSchema = obj({
+  host: text().default('127.0.0.1'),
+  port: int(0, 65535).default(9901),
+  // Names (besides the listener's own addresses and localhost) a browser may use in Host for the live
+  // page and the POST endpoints: a defence against DNS rebinding. Ports are not compared.
+  allowedHosts: z.array(host(), { error: unlessMissing('must be a list of host names') }).default(() => []),
+  token: z
+    .string({ error: unlessMissing('must be a string') })
+    .regex(/^[\x21-\x7e]{16,}$/, 'must be at least 16 printable characters without spaces (e.g. openssl rand -hex 32)')
+    .optional(),
+}).prefault({});
+
 export const configSchema = obj({
   mode: oneOf(MODES).default('enforce'),
   listen: listen('0.0.0.0', 8080),
-  admin: listen('127.0.0.1', 9901),
+  admin: adminSchema,
   server: obj({
     headersTimeoutMs: int(1).default(10_000),
     requestTimeoutMs: int(1).default(300_000),

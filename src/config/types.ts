@@ -15,6 +15,14 @@ export interface Listen {
   readonly port: number; // 0..65535; 0 = ephemeral (tests)
 }
 
+/** The admin listener: its address and what guards its browser-facing and POST endpoints (observability/admin-guard.ts). */
+export interface AdminConfig extends Listen {
+  /** Host names accepted in Host (and Origin) besides the listener's own addresses and localhost; lower-cased. Default []. */
+  readonly allowedHosts: readonly string[];
+  /** Bearer token the POST endpoints require. Without one, POST is refused unless the listener is on loopback. */
+  readonly token?: string;
+}
+
 export interface QueueConfig {
   readonly maxLength: number; // >= 0; 0 = never queue, refuse when no slot
   readonly maxWaitMs: number; // > 0
@@ -174,7 +182,7 @@ export interface Config {
   readonly file: string;
   readonly mode: Mode; // default enforce
   readonly listen: Listen; // 0.0.0.0:8080
-  readonly admin: Listen; // 127.0.0.1:9901
+  readonly admin: AdminConfig; // 127.0.0.1:9901
   readonly server: ServerConfig;
   readonly log: { readonly level: LogLevel; readonly pretty: boolean };
   readonly lanes: readonly LaneConfig[];

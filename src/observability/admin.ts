@@ -11,10 +11,14 @@
  *                      ?since=SEQ only the samples after SEQ
  *   GET /              the live page (polls /admin/history)
  *   POST /admin/reload re-reads the config file (200, 422 invalid, 409 draining)
+ *
+ * Every endpoint but /metrics, /healthz and /readyz answers only its own Host;
+ * POST takes JSON only and, off loopback, a bearer token (admin-guard.ts).
  */
 import fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { systemClock, type Clock, type Timer } from '../core/clock.js';
+import { guardAdmin, type AdminAccess } from './admin-guard.js';
 import { History, sampleEvery, type RouteTotals, type Snapshot } from './history.js';
 import { LIVE_PAGE } from './live-page.js';
 import type { NotReady } from './readiness.js';
@@ -37,6 +41,8 @@ export interface AdminOptions {
   };
   /** Runs the history's once-a-second sampling (default: the process clock). */
   readonly clock?: Clock;
+  /** Who may use the browser-facing and POST endpoints (admin-guard.ts); read per request, so reloads apply. */
+  readonly access: () => AdminAccess;
   /** POST /admin/reload: re-reads the config file; absent, the endpoint is not offered. */
   readonly reload?: () => ReloadResult;
 }
@@ -85,6 +91,7 @@ function withHistory(admin: FastifyInstance, opts: AdminOptions, log: FastifyBas
 
 export function buildAdmin(opts: AdminOptions): FastifyInstance {
   const admin = fastify({ loggerInstance: opts.logger.child({ listener: 'admin' }) as FastifyBaseLogger, logController: new LogController({ disableRequestLogging: true }) });
+  guardAdmin(admin, opts.access);
   const history = withHistory(admin, opts, admin.log);
   admin.get('/healthz', async () => ({ status: 'ok' }));
   admin.get('/readyz', async (_req, reply) => {

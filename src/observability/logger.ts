@@ -4,7 +4,8 @@
  * are logged by the proxy at warn, sampled.
  *
  * `log.pretty: true` turns each line into one human-readable line instead
- * (time, level, message, then key=value fields), written synchronously by a
+ * (time, level, message, then key=value fields; lists of objects are left
+ * out), written synchronously by a
  * small formatter here rather than by a pino transport: no extra dependency,
  * no worker thread, and it works in a production image too. It exists for
  * people reading a terminal; keep JSON for anything that parses logs
@@ -60,7 +61,7 @@ export function formatLine(line: string, color = false): string {
   parts.push(color ? `${level.color}${level.name}${RESET}` : level.name);
   if (typeof rec.msg === 'string') parts.push(rec.msg);
   for (const [k, v] of Object.entries(rec)) {
-    if (HIDDEN.has(k) || v === undefined) continue;
+    if (HIDDEN.has(k) || v === undefined || isTable(v)) continue;
     parts.push(`${k}=${fieldValue(v)}`);
   }
   let out = parts.join(' ');
@@ -70,6 +71,15 @@ export function formatLine(line: string, color = false): string {
     out += `\n    ${text.split('\n').join('\n    ')}`;
   }
   return `${out}\n`;
+}
+
+/**
+ * A list of objects (the start-up line's routes) is a table for programs; the
+ * message of a line that carries one says it in words, so a terminal line
+ * leaves it out.
+ */
+function isTable(v: unknown): boolean {
+  return Array.isArray(v) && v.length > 0 && v.every((x) => x !== null && typeof x === 'object');
 }
 
 function fieldValue(v: unknown): string {

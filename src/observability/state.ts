@@ -45,7 +45,18 @@ export interface RouteState {
   readonly lanes: readonly LaneState[];
 }
 
+/** The last reload attempt, as /admin/state shows it. */
+export type LastReload =
+  | { readonly at: string; readonly result: 'success'; readonly file: string; readonly warnings: readonly string[] }
+  | { readonly at: string; readonly result: 'error'; readonly reason: 'invalid_config' | 'draining'; readonly file: string; readonly message: string };
+
 export interface AdminState {
+  readonly version: string;
+  /** When this instance started (ISO 8601, UTC). */
+  readonly startedAt: string;
+  readonly uptimeSeconds: number;
+  /** The last reload attempt (SIGHUP or POST /admin/reload); null when there was none. */
+  readonly lastReload: LastReload | null;
   readonly ready: boolean;
   readonly draining: boolean;
   readonly routes: readonly RouteState[];
@@ -80,6 +91,39 @@ export type ReloadResult =
       readonly message: string;
       readonly problems: readonly ConfigProblem[];
     };
+
+/**
+ * The instance's own facts for /admin/state: version, start, uptime on the
+ * injected monotonic clock (a wall-clock step does not change it), and the
+ * last reload.
+ */
+export class InstanceInfo {
+  private readonly startedMono: number;
+  private readonly startedAt: string;
+  private last: LastReload | null = null;
+
+  constructor(
+    private readonly clock: { now(): number },
+    private readonly version: string,
+    private readonly wallNow: () => number = Date.now,
+  ) {
+    this.startedMono = clock.now();
+    this.startedAt = new Date(wallNow()).toISOString();
+  }
+
+  reloaded(r: ReloadResult): void {
+    const at = new Date(this.wallNow()).toISOString();
+    this.last =
+      r.result === 'success'
+        ? { at, result: 'success', file: r.file, warnings: r.warnings }
+        : { at, result: 'error', reason: r.reason, file: r.file, message: r.message };
+  }
+
+  view(): Pick<AdminState, 'version' | 'startedAt' | 'uptimeSeconds' | 'lastReload'> {
+    const uptimeSeconds = Math.floor((this.clock.now() - this.startedMono) / 1000);
+    return { version: this.version, startedAt: this.startedAt, uptimeSeconds, lastReload: this.last };
+  }
+}
 
 /** One decimal is all an operator needs; keeps /admin/state readable. */
 function round1<T extends number | null>(x: T): T {

@@ -31,8 +31,8 @@ export async function startCli(file: string): Promise<Cli> {
   });
   const startedLine = await Promise.race([
     (async () => {
-      await eventually(() => logs.some((l) => l.msg === 'sluice started'), 'sluice started', 15_000);
-      return logs.find((l) => l.msg === 'sluice started') as { proxy: string; admin: string };
+      await eventually(() => logs.some((l) => l.event === 'started'), 'the start-up line', 15_000);
+      return logs.find((l) => l.event === 'started') as { proxy: string; admin: string };
     })(),
     exited.then((code) => {
       throw new Error(`sluice exited early with ${code}`);

@@ -69,12 +69,15 @@ export interface Answer {
   json<T = Record<string, unknown>>(): T;
 }
 
+/** The headers an admin POST needs (the admin listener takes JSON only). */
+export const JSON_POST: Readonly<Record<string, string>> = { 'content-type': 'application/json' };
+
 /** A fresh connection per call by default, so a held request never blocks the next. */
 const agent = new Agent({ pipelining: 0, keepAliveTimeout: 1, connections: 1000 });
 
 export async function send(
   url: string,
-  opts: { method?: Dispatcher.HttpMethod; headers?: Record<string, string>; body?: string | Buffer; signal?: AbortSignal } = {},
+  opts: { method?: Dispatcher.HttpMethod; headers?: Readonly<Record<string, string>>; body?: string | Buffer; signal?: AbortSignal } = {},
 ): Promise<Answer> {
   const r = await undiciRequest(url, { dispatcher: agent, method: opts.method ?? 'GET', headers: opts.headers, body: opts.body, signal: opts.signal });
   const text = await r.body.text();
