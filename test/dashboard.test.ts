@@ -2,7 +2,7 @@
  * The Grafana dashboard against a real Prometheus: a Prometheus server
  * (started here, scraping every second) scrapes a running Sluice while a
  * bounded load runs through it — queueing and refusals, batch and shadow
- * traffic (with would-be refusals), a client that leaves while queued, 5xx answers, a dead upstream
+ * traffic (with would-be refusals), batch alone (upstream latency per lane), a client that leaves while queued, 5xx answers, a dead upstream
  * whose breaker opens, client 4xx errors, a good and a bad reload — and then
  * every query of every panel runs as Grafana would run it (a range query over
  * the load, $__rate_interval = 4 × the scrape interval). A query that returns
@@ -141,6 +141,11 @@ before(async () => {
   assert.ok(mainStatuses.includes(200) && mainStatuses.includes(503) && mainStatuses.includes(500), `main: ${[...new Set(mainStatuses)]}`);
   assert.ok(deadStatuses.includes(502) && deadStatuses.includes(503), `dead: ${[...new Set(deadStatuses)]}`);
 
+  // Batch requests on main once it is quiet again (the overload above sheds most of them), so
+  // upstream latency has a batch lane line of its own.
+  const batch = await load(s.url, { workers: 1, everyMs: 50, count: 20, ms: 1000, path: () => '/api/delay/40', headers: () => ({ 'x-priority': 'batch' }) });
+  assert.ok(batch.includes(200), `main batch: ${[...new Set(batch)]}`);
+
   // A good reload, then a bad one (the running config stays).
   writePolicy(policy(up.url, deadUrl, 3), file);
   assert.equal((await send(`${s.adminUrl}/admin/reload`, { method: 'POST', headers: JSON_POST })).status, 200);
@@ -211,6 +216,10 @@ test('refusals by reason, errors by kind, client errors by code and reloads by r
   assert.deepEqual(await labels(expr('Client errors per second by code', '{{code}}'), 'code'), ['bad_path', 'bad_request', 'method_not_allowed', 'no_route']);
   assert.deepEqual(await labels(expr('Config reloads', '{{result}}'), 'result'), ['error', 'success']);
   assert.deepEqual(await labels(expr('Queue wait p50 / p99 per lane', 'p99 {{lane}}'), 'lane', 'main'), ['batch', 'interactive']);
+  // Upstream latency per lane: main's batch and interactive requests each drew their own line.
+  for (const q of ['p50 {{lane}}', 'p99 {{lane}}']) {
+    assert.deepEqual(await labels(expr('Upstream latency p50 / p99 per lane', q), 'lane', 'main'), ['batch', 'interactive'], q);
+  }
   assert.equal(await peak(expr('Upstream error share', 'failed or 5xx'), 'dead'), 1, 'every request to the dead upstream failed');
   const mainShare = await peak(expr('Upstream error share', 'failed or 5xx'), 'main');
   assert.ok(mainShare > 0 && mainShare < 1, `main: some 5xx (${mainShare})`);

@@ -38,6 +38,7 @@ function totals(o: { admitted?: number; refused?: Record<string, number>; wait?:
         refused: Object.values(refusals).reduce((a, b) => a + b, 0),
         refusals,
         queueWait: { bounds: BOUNDS, counts: o.wait ?? [0, 0, 0, 0, 0] },
+        upstreamLatency: { bounds: BOUNDS, counts: o.latency ?? [0, 0, 0, 0, 0] },
       },
     ],
     upstreamLatency: { bounds: BOUNDS, counts: o.latency ?? [0, 0, 0, 0, 0] },
@@ -85,6 +86,29 @@ test('percentiles cover only what was observed since the previous sample; none o
   const idle = h.record(at(2), snap(view(), totals({ wait: [1000, 0, 100, 0, 0], latency: [0, 100, 0, 1000, 0] }))).routes[0];
   assert.equal(idle?.lanes[0]?.queueWaitMs, null);
   assert.equal(idle?.upstreamLatencyMs, null);
+});
+
+test('upstream latency per lane: each lane\'s percentiles from its own responses, the route\'s from all of them', () => {
+  const lane = (name: string, latency: number[]) => ({ name, admitted: 0, refused: 0, refusals: {}, queueWait: { bounds: BOUNDS, counts: [0, 0, 0, 0, 0] }, upstreamLatency: { bounds: BOUNDS, counts: latency } });
+  const two = (fast: number[], slow: number[]): RouteTotals => ({
+    lanes: [lane('interactive', fast), lane('batch', slow)],
+    upstreamLatency: { bounds: BOUNDS, counts: fast.map((c, i) => c + (slow[i] as number)) },
+    upstreamErrors: {},
+    responses5xx: 0,
+  });
+  const v = view({ lanes: ['interactive', 'batch'].map((name) => ({ name, inflight: 0, queued: 0, maxSlots: 10, oldestQueuedMs: 0 })) });
+  const h = new History();
+  h.record(at(0), snap(v, two([0, 0, 0, 0, 0], [0, 0, 0, 0, 0])));
+  // In the last second: interactive 100 responses in (0.001, 0.01], batch 100 in (0.1, 1]; the route has both.
+  const r = h.record(at(1), snap(v, two([0, 100, 0, 0, 0], [0, 0, 0, 100, 0]))).routes[0];
+  assert.deepEqual(r?.lanes.map((l) => [l.name, l.upstreamLatencyMs]), [
+    ['interactive', { p50: 5.5, p99: 9.91 }],
+    ['batch', { p50: 550, p99: 991 }],
+  ]);
+  assert.deepEqual(r?.upstreamLatencyMs, { p50: 10, p99: 982 });
+  // A lane with no response in the interval has no latency (a gap, not a zero).
+  const idle = h.record(at(2), snap(v, two([0, 150, 0, 0, 0], [0, 0, 0, 100, 0]))).routes[0];
+  assert.deepEqual(idle?.lanes.map((l) => l.upstreamLatencyMs), [{ p50: 5.5, p99: 9.91 }, null]);
 });
 
 test('a sample keeps the state: breaker open, shed state, queues, readiness and why', () => {

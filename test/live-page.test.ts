@@ -118,9 +118,10 @@ routes:
 });
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const BATCH = { 'x-priority': 'batch' };
 
 /** Paced requests to `path`, a few at a time, for `ms` (bounded: at most `count`). */
-async function trickle(url: string, path: string, o: { workers: number; everyMs: number; ms: number; count: number }): Promise<number[]> {
+async function trickle(url: string, path: string, o: { workers: number; everyMs: number; ms: number; count: number; headers?: Record<string, string> }): Promise<number[]> {
   const statuses: number[] = [];
   const end = Date.now() + o.ms;
   let sent = 0;
@@ -128,7 +129,7 @@ async function trickle(url: string, path: string, o: { workers: number; everyMs:
     while (sent < o.count && Date.now() < end) {
       sent++;
       const t0 = Date.now();
-      statuses.push((await send(`${url}${path}`)).status);
+      statuses.push((await send(`${url}${path}`, { headers: o.headers })).status);
       await sleep(Math.max(0, t0 + o.everyMs - Date.now()));
     }
   };
@@ -147,12 +148,15 @@ const pixelsOf = ({ route, chart, rgb }: { route: string; chart: string; rgb: nu
   return n;
 };
 
-test('a dead route shows its breaker open in red; latency is drawn; a fresh tab shows the minutes before it opened', async () => {
+test('a dead route shows its breaker open in red; latency is drawn per lane; a fresh tab shows the minutes before it opened', async () => {
   const gone = await startUpstream();
   const deadUrl = gone.url;
   await gone.close();
   const s = await startSluice(`
 log: { level: fatal }
+classify:
+  - lane: batch
+    when: { header: { name: x-priority, value: batch } }
 defaults:
   limit: { algorithm: fixed, initial: 4 }
 routes:
@@ -172,8 +176,10 @@ routes:
     const before = await Promise.all([
       trickle(s.url, '/orders/delay/30', { workers: 3, everyMs: 50, ms: 3000, count: 300 }),
       trickle(s.url, '/dead/x', { workers: 1, everyMs: 100, ms: 3000, count: 40 }),
+      trickle(s.url, '/orders/delay/80', { workers: 1, everyMs: 100, ms: 3000, count: 30, headers: BATCH }),
     ]);
     assert.ok(before[0].every((x) => x === 200), 'orders answers');
+    assert.ok(before[2].every((x) => x === 200), 'orders answers batch');
     assert.deepEqual([...new Set(before[1])].sort(), [502, 503], 'dead: upstream errors, then refused circuit_open');
 
     await page.goto(`${s.adminUrl}/?every=200&window=20`);
@@ -183,8 +189,11 @@ routes:
     assert.ok(Number(await page.locator('body').getAttribute('data-first-batch')) >= 3, 'samples from before the tab opened');
     assert.ok(Number(await page.locator('body').getAttribute('data-span-s')) >= 2);
     const latency = page.locator('section[data-route="orders"] canvas[data-chart="latency"]');
-    assert.ok(Number(await latency.getAttribute('data-drawn')) >= 4, 'upstream latency p50/p99 points drawn');
-    assert.ok((await page.evaluate(pixelsOf, { route: 'orders', chart: 'latency', rgb: [255, 166, 87] })) > 20, 'the p99 line is on the canvas');
+    assert.ok(Number(await latency.getAttribute('data-drawn')) >= 8, 'upstream latency p50/p99 points drawn');
+    // One colour per lane (p50 dashed, p99 solid): both lanes' latency is on the canvas.
+    assert.ok((await page.evaluate(pixelsOf, { route: 'orders', chart: 'latency', rgb: [88, 166, 255] })) > 20, 'interactive latency drawn');
+    assert.ok((await page.evaluate(pixelsOf, { route: 'orders', chart: 'latency', rgb: [210, 168, 255] })) > 20, 'batch latency drawn');
+    assert.deepEqual(await latency.locator('xpath=..').locator('.legend span').allTextContents(), ['interactive p50', 'batch p50', 'interactive p99', 'batch p99']);
     assert.ok(Number(await page.locator('section[data-route="orders"] canvas[data-chart="wait"]').getAttribute('data-drawn')) >= 4, 'queue wait drawn');
 
     const breaker = dead.locator('[data-field="breaker"]');
@@ -199,10 +208,14 @@ routes:
     assert.ok(Number(await dead.locator('canvas[data-chart="errors"]').getAttribute('data-drawn')) > 0);
 
     // A little more traffic while the page is open, then the picture for the note.
+    // The lane table shows upstream latency per lane while traffic flows (a batch p99 of about 80 ms).
     await Promise.all([
       trickle(s.url, '/orders/delay/30', { workers: 3, everyMs: 50, ms: 1500, count: 150 }),
       trickle(s.url, '/dead/x', { workers: 1, everyMs: 100, ms: 1500, count: 20 }),
+      trickle(s.url, '/orders/delay/80', { workers: 1, everyMs: 100, ms: 1500, count: 15, headers: BATCH }),
+      page.waitForFunction(() => /^\d/.test(document.querySelector('section[data-route="orders"] tr[data-lane="batch"] td:nth-child(11)')?.textContent ?? ''), undefined, { timeout: 10_000 }),
     ]);
+    assert.equal(await page.locator('section[data-route="orders"] thead th').nth(10).textContent(), 'upstream p99 ms');
     await page.waitForFunction((n: number) => Number(document.body.getAttribute('data-samples')) > n, 5, { timeout: 10_000 });
     mkdirSync(join(SCREENSHOT, '..'), { recursive: true });
     await page.screenshot({ path: SCREENSHOT, fullPage: true });

@@ -125,6 +125,14 @@ test('after a scripted mix of admitted and refused requests, every series has th
     assert.equal(m.types.get('sluice_requests_total'), 'counter');
     assert.equal(m.types.get('sluice_queue_wait_seconds'), 'histogram');
     assert.equal(m.types.get('sluice_inflight'), 'gauge');
+
+    // Upstream latency is per lane too: a batch request's response counts in the batch series only.
+    assert.equal((await send(`${s.url}/echo`, key('k7', { 'x-priority': 'batch' }))).status, 200);
+    await eventually(async () => (await s.state()).routes[0]!.inflight === 0, 'nothing in flight');
+    m = await scrape(s.adminUrl);
+    assert.equal(m.value('sluice_upstream_latency_seconds_count', { ...main('batch'), status_class: '2xx' }), 1);
+    assert.equal(m.value('sluice_upstream_latency_seconds_count', { ...main('interactive'), status_class: '2xx' }), 2);
+    assert.equal(m.all('sluice_upstream_latency_seconds_count', main('batch')).length, 1, 'one series per status class seen');
   }));
 
 test('a client that leaves the queue is counted as abandoned, with its wait', () =>

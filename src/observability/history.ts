@@ -9,7 +9,8 @@
  *   rates        (total now − total at the previous sample) / seconds between
  *                them: admitted and refused per second (refused by reason),
  *                upstream errors per second by kind, 5xx per second;
- *   percentiles  p50/p99 of queue wait per lane and of upstream latency, from
+ *   percentiles  p50/p99 of queue wait and upstream latency per lane, and of
+ *                upstream latency per route, from
  *                the histogram buckets that filled since the previous sample,
  *                interpolated inside a bucket the way Prometheus's
  *                histogram_quantile does (so the page and Grafana agree);
@@ -44,12 +45,14 @@ export interface LaneTotals {
   /** Refusals by reason code, cumulative. */
   readonly refusals: Readonly<Record<string, number>>;
   readonly queueWait: HistogramTotals;
+  /** The lane's requests' upstream latency, every response status class together. */
+  readonly upstreamLatency: HistogramTotals;
 }
 
 /** A route's cumulative counters, as the metrics hold them. */
 export interface RouteTotals {
   readonly lanes: readonly LaneTotals[];
-  /** Every response status class together. */
+  /** Every lane and response status class together. */
   readonly upstreamLatency: HistogramTotals;
   /** Failures without a usable answer, by kind, cumulative. */
   readonly upstreamErrors: Readonly<Record<string, number>>;
@@ -98,6 +101,8 @@ export interface LaneSample {
   readonly refusedPerSecond: number;
   /** ms; null when no request of the lane finished waiting in the interval. */
   readonly queueWaitMs: Percentiles | null;
+  /** ms, dispatch to response headers; null when no response of the lane's requests arrived in the interval. */
+  readonly upstreamLatencyMs: Percentiles | null;
 }
 
 export interface RouteSample extends RouteBasics {
@@ -195,6 +200,7 @@ function routeSample(view: RouteView, totals: RouteTotals | undefined, before: R
       admittedPerSecond,
       refusedPerSecond: now ? perSecond(now.refused, prev?.refused, seconds) : 0,
       queueWaitMs: now ? intervalPercentiles(now.queueWait, prev?.queueWait) : null,
+      upstreamLatencyMs: now ? intervalPercentiles(now.upstreamLatency, prev?.upstreamLatency) : null,
     };
   });
   const b = view.circuitBreaker;
@@ -222,7 +228,7 @@ function routeSample(view: RouteView, totals: RouteTotals | undefined, before: R
 function copyTotals(t: RouteTotals): RouteTotals {
   const hist = (h: HistogramTotals): HistogramTotals => ({ bounds: h.bounds, counts: [...h.counts] });
   return {
-    lanes: t.lanes.map((l) => ({ ...l, refusals: { ...l.refusals }, queueWait: hist(l.queueWait) })),
+    lanes: t.lanes.map((l) => ({ ...l, refusals: { ...l.refusals }, queueWait: hist(l.queueWait), upstreamLatency: hist(l.upstreamLatency) })),
     upstreamLatency: hist(t.upstreamLatency),
     upstreamErrors: { ...t.upstreamErrors },
     responses5xx: t.responses5xx,

@@ -13,9 +13,9 @@
  *     errors/s, upstream p99, backlog;
  *   - charts, each with its unit on the y axis and seconds-ago on the x axis:
  *     limit and in-flight, queue depth per lane, refusals per second by
- *     reason, queue wait p50/p99 per lane, upstream latency p50/p99,
+ *     reason, queue wait p50/p99 per lane, upstream latency p50/p99 per lane,
  *     upstream errors per second by kind (and 5xx);
- *   - a table per lane.
+ *   - a table per lane (queue wait and upstream latency p50/p99 in it too).
  * The header shows readiness and, when not ready, why.
  *
  * Query parameters: `every` (poll interval in ms, default 1000, min 100) and
@@ -137,13 +137,13 @@ export const LIVE_PAGE = String.raw`<!doctype html>
       queue: chart(charts, 'queue', 'queue depth per lane', 'requests'),
       refused: chart(charts, 'refused', 'refused per second by reason', 'req/s'),
       wait: chart(charts, 'wait', 'queue wait p50 / p99 per lane', 'ms'),
-      latency: chart(charts, 'latency', 'upstream latency p50 / p99', 'ms'),
+      latency: chart(charts, 'latency', 'upstream latency p50 / p99 per lane', 'ms'),
       errors: chart(charts, 'errors', 'upstream errors per second', 'req/s'),
       table: el('table')
     };
     sec.appendChild(charts);
     card.table.innerHTML = '<thead><tr><th>lane</th><th>in flight</th><th>max slots</th><th>queued</th><th>oldest queued ms</th>' +
-      '<th>admitted/s</th><th>refused/s</th><th>wait p50 ms</th><th>wait p99 ms</th></tr></thead><tbody></tbody>';
+      '<th>admitted/s</th><th>refused/s</th><th>wait p50 ms</th><th>wait p99 ms</th><th>upstream p50 ms</th><th>upstream p99 ms</th></tr></thead><tbody></tbody>';
     sec.appendChild(card.table);
     document.getElementById('routes').appendChild(sec);
     return card;
@@ -297,10 +297,8 @@ export const LIVE_PAGE = String.raw`<!doctype html>
     }));
     draw(card.wait, laneSeries(function (l) { return l.queueWaitMs ? l.queueWaitMs.p50 : null; }, ' p50', true)
       .concat(laneSeries(function (l) { return l.queueWaitMs ? l.queueWaitMs.p99 : null; }, ' p99')));
-    draw(card.latency, [
-      { label: 'p50', color: '#58a6ff', value: function (s) { var r = route(s); return r && r.upstreamLatencyMs ? r.upstreamLatencyMs.p50 : null; } },
-      { label: 'p99', color: '#ffa657', width: 2, value: function (s) { var r = route(s); return r && r.upstreamLatencyMs ? r.upstreamLatencyMs.p99 : null; } }
-    ]);
+    draw(card.latency, laneSeries(function (l) { return l.upstreamLatencyMs ? l.upstreamLatencyMs.p50 : null; }, ' p50', true)
+      .concat(laneSeries(function (l) { return l.upstreamLatencyMs ? l.upstreamLatencyMs.p99 : null; }, ' p99').map(function (x) { x.width = 2; return x; })));
     var kinds = keysSeen(route, 'upstreamErrorsPerSecond', KINDS);
     draw(card.errors, kinds.map(function (k, i) {
       return { label: k, color: COLORS[(i + 4) % COLORS.length], value: function (s) { var r = route(s); return r ? (r.upstreamErrorsPerSecond[k] || 0) : null; } };
@@ -335,10 +333,11 @@ export const LIVE_PAGE = String.raw`<!doctype html>
     setField(card, 'backlog', fmt(r.backlogSeconds));
     var rows = '';
     r.lanes.forEach(function (l) {
-      var w = l.queueWaitMs;
+      var w = l.queueWaitMs, u = l.upstreamLatencyMs;
       rows += '<tr data-lane="' + escapeHtml(l.name) + '"><td>' + escapeHtml(l.name) + '</td><td>' + l.inflight + '</td><td>' + l.maxSlots +
         '</td><td>' + l.queued + '</td><td>' + l.oldestQueuedMs + '</td><td>' + fmt(l.admittedPerSecond) + '</td><td>' + fmt(l.refusedPerSecond) +
-        '</td><td>' + (w ? fmt(w.p50) : '-') + '</td><td>' + (w ? fmt(w.p99) : '-') + '</td></tr>';
+        '</td><td>' + (w ? fmt(w.p50) : '-') + '</td><td>' + (w ? fmt(w.p99) : '-') +
+        '</td><td>' + (u ? fmt(u.p50) : '-') + '</td><td>' + (u ? fmt(u.p99) : '-') + '</td></tr>';
     });
     card.table.tBodies[0].innerHTML = rows;
   }

@@ -58,13 +58,13 @@ interface BoundLane {
   readonly rejections: Readonly<Record<RefusalReason, CounterCell>>;
   readonly settled: Readonly<Record<Outcome, CounterCell>>;
   readonly queueWait: HistogramCell;
+  /** Upstream latency by status class 1..5 (index 0 unused), created on the lane's first response of that class. */
+  readonly latency: (HistogramCell | undefined)[];
 }
 
 interface BoundRoute {
   readonly name: string;
   readonly lanes: readonly BoundLane[];
-  /** By status class 1..5 (index 0 unused), created on first response of that class. */
-  readonly latency: (HistogramCell | undefined)[];
   /** By refusal status (429, 503), created on first refusal with it. */
   readonly retryAfter: Map<number, HistogramCell>;
   readonly errors: Readonly<Record<string, CounterCell>>;
@@ -134,8 +134,8 @@ export class Metrics implements ProxyEvents {
   );
   private readonly latency = new HistogramFamily(
     'sluice_upstream_latency_seconds',
-    'Upstream latency from dispatch to response headers, by response status class.',
-    ['route', 'status_class'],
+    'Upstream latency from dispatch to response headers, by lane of the request and response status class.',
+    ['route', 'lane', 'status_class'],
     LATENCY_BUCKETS,
   );
   private readonly retryAfter = new HistogramFamily(
@@ -266,8 +266,9 @@ export class Metrics implements ProxyEvents {
   /**
    * A route's cumulative counters for the live page's history (read once a
    * second, never on the request path): per lane admitted, refused, refusals by
-   * reason and the queue-wait histogram; upstream latency (every status class),
-   * errors by kind and 5xx responses. Zeros before the route's first request.
+   * reason, the queue-wait histogram and upstream latency (every status
+   * class); per route upstream latency (every lane), errors by kind and 5xx
+   * responses. Zeros before the route's first request.
    */
   routeTotals(route: string, lanes: readonly string[]): RouteTotals {
     const hist = (family: HistogramFamily, cells: (HistogramCell | undefined)[]): HistogramTotals => {
@@ -289,11 +290,12 @@ export class Metrics implements ProxyEvents {
       lanes: lanes.map((lane) => {
         const refusals: Record<string, number> = {};
         for (const reason of REASONS) refusals[reason] = this.rejections.peek(route, lane, reason, String(REFUSAL_STATUS[reason]))?.value ?? 0;
-        return { ...this.laneTotals(route, lane), name: lane, refusals, queueWait: hist(this.queueWait, [this.queueWait.peek(route, lane)]) };
+        const latency = hist(this.latency, STATUS_CLASSES.map((cls) => this.latency.peek(route, lane, cls)));
+        return { ...this.laneTotals(route, lane), name: lane, refusals, queueWait: hist(this.queueWait, [this.queueWait.peek(route, lane)]), upstreamLatency: latency };
       }),
-      upstreamLatency: hist(this.latency, STATUS_CLASSES.map((cls) => this.latency.peek(route, cls))),
+      upstreamLatency: hist(this.latency, lanes.flatMap((lane) => STATUS_CLASSES.map((cls) => this.latency.peek(route, lane, cls)))),
       upstreamErrors: errors,
-      responses5xx: this.latency.peek(route, '5xx')?.count ?? 0,
+      responses5xx: lanes.reduce((n, lane) => n + (this.latency.peek(route, lane, '5xx')?.count ?? 0), 0),
     };
   }
 
@@ -333,13 +335,14 @@ export class Metrics implements ProxyEvents {
     this.lane(route, lane).settled[outcome].value++;
   }
 
-  onUpstreamResponse(route: RouteRuntime, status: number, rttMs: number): void {
+  onUpstreamResponse(route: RouteRuntime, lane: number, status: number, rttMs: number): void {
     const b = this.route(route);
+    const l = b.lanes[lane] as BoundLane;
     const cls = Math.min(5, Math.max(1, Math.floor(status / 100)));
-    let h = b.latency[cls];
+    let h = l.latency[cls];
     if (h === undefined) {
-      h = this.latency.cell(b.name, STATUS_CLASSES[cls - 1] as string);
-      b.latency[cls] = h;
+      h = this.latency.cell(b.name, route.laneNames[lane] as string, STATUS_CLASSES[cls - 1] as string);
+      l.latency[cls] = h;
     }
     h.observe(rttMs / 1000);
   }
@@ -379,11 +382,12 @@ export class Metrics implements ProxyEvents {
         rejections,
         settled,
         queueWait: this.queueWait.cell(name, lane),
+        latency: [],
       };
     });
     const errors: Record<string, CounterCell> = {};
     for (const kind of ERROR_KINDS) errors[kind] = this.upstreamErrors.cell(name, kind);
-    const b: BoundRoute = { name, lanes, latency: [], retryAfter: new Map(), errors };
+    const b: BoundRoute = { name, lanes, retryAfter: new Map(), errors };
     this.bound.set(route, b);
     return b;
   }

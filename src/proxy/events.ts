@@ -35,8 +35,8 @@ export interface AdmissionEvents {
 
 /** What happened upstream, for admitted requests. */
 export interface UpstreamEvents {
-  /** Response headers arrived `rttMs` after dispatch. */
-  onUpstreamResponse?(route: RouteRuntime, status: number, rttMs: number): void;
+  /** Response headers arrived `rttMs` after dispatch, for a request of lane index `lane`. */
+  onUpstreamResponse?(route: RouteRuntime, lane: number, status: number, rttMs: number): void;
   /** Every upstream fault, once per request: before headers (502/504 answered) or mid-body (`upstream_body_*`). */
   onUpstreamError?(route: RouteRuntime, code: ErrorCode): void;
   /** A route's circuit breaker changed state (wired to the breakers through RuntimeDeps). */

@@ -98,7 +98,7 @@ function replyHooks(opts: ForwardOptions): NonNullable<FastifyHttpProxyOptions['
       ex.status = res.statusCode;
       ex.body = res.stream as Readable;
       ex.clearDeadlineTimer();
-      opts.events.onUpstreamResponse?.(ex.route, res.statusCode, ex.rttMs);
+      opts.events.onUpstreamResponse?.(ex.route, ex.lane, res.statusCode, ex.rttMs);
       reply.send(res.stream);
     },
     onError: (reply, { error }) => {
