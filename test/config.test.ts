@@ -56,6 +56,8 @@ const DEFAULT_LANES = [
   { name: 'interactive', maxShare: 1, minShare: 0, queue: { maxLength: 100, maxWaitMs: 1000, fair: true } },
   { name: 'batch', maxShare: 0.5, minShare: 0.1, queue: { maxLength: 500, maxWaitMs: 5000, fair: true } },
 ];
+const DEFAULT_FORWARDING = { trustedProxies: [], xForwardedFor: 'append', xForwardedProto: true, xForwardedHost: true, via: 'sluice', forwarded: false };
+
 const DEFAULT_ROUTE_POLICY = {
   mode: 'enforce',
   limit: DEFAULT_LIMIT,
@@ -73,6 +75,8 @@ const DEFAULT_ROUTE_POLICY = {
     closeAfterSuccesses: 5,
   },
   lanes: DEFAULT_LANES,
+  forwarding: DEFAULT_FORWARDING,
+  preserveHost: false,
 };
 
 test('a config with only a route gets every documented default', () => {
@@ -82,8 +86,9 @@ test('a config with only a route gets every documented default', () => {
     mode: 'enforce',
     listen: { host: '0.0.0.0', port: 8080 },
     admin: { host: '127.0.0.1', port: 9901, allowedHosts: [] },
-    server: { headersTimeoutMs: 10000, requestTimeoutMs: 300000, keepAliveTimeoutMs: 72000, maxHeaderBytes: 16384 },
-    log: { level: 'info', pretty: false },
+    server: { headersTimeoutMs: 10000, requestTimeoutMs: 300000, keepAliveTimeoutMs: 72000, maxHeaderBytes: 16384, maxHeaderCount: 200, bodyIdleTimeoutMs: 30000 },
+    log: { level: 'info', pretty: false, access: { enabled: false, sample: 1 } },
+    forwarding: DEFAULT_FORWARDING,
     lanes: DEFAULT_LANES,
     classify: [],
     clients: { key: { ip: true }, maxShare: 0.5, weights: {}, rateLimitHeaders: false },
@@ -101,7 +106,7 @@ test('config.example.yaml loads, and its global and `defaults:` values are the d
   const minimal = parseConfig(yaml(...ROUTE), 'minimal.yaml');
   assert.equal(example.file, examplePath);
 
-  for (const key of ['mode', 'listen', 'admin', 'server', 'log', 'lanes', 'retryAfter', 'readiness', 'shutdown'] as const) {
+  for (const key of ['mode', 'listen', 'admin', 'server', 'log', 'forwarding', 'lanes', 'retryAfter', 'readiness', 'shutdown'] as const) {
     assert.deepEqual(example[key], minimal[key], key);
   }
   assert.equal(example.clients.maxShare, 0.5);
@@ -146,7 +151,9 @@ test('config.example.yaml sets every key the schema knows', () => {
     path.join('.') === 'clients.key.ip' ||
     path.join('.') === 'admin.token' ||
     path.join('.').startsWith('clients.rate.store') ||
-    (path[0] === 'routes' && path[2] !== 'match' && path.length > 3);
+    (path[0] === 'routes' && path[2] !== 'match' && path.length > 3) ||
+    // defaults.forwarding takes the top-level forwarding keys, documented there.
+    (path[0] === 'defaults' && path[1] === 'forwarding' && path.length > 2);
   const missing = keyPaths(configSchema, [])
     .filter((path) => !exempt(path) && !present(example, path))
     .map((path) => path.join('.'));
@@ -339,7 +346,7 @@ test('the result is deeply frozen', () => {
 
 test('unknown keys are reported at the key, with the allowed keys', () => {
   assert.deepEqual(problems(yaml('lisen: { port: 80 }', ...ROUTE)), [
-    'x.yaml:1:1: lisen: unknown key (allowed: mode, listen, admin, server, log, lanes, classify, clients, retryAfter, readiness, shutdown, defaults, routes)',
+    'x.yaml:1:1: lisen: unknown key (allowed: mode, listen, admin, server, log, forwarding, lanes, classify, clients, retryAfter, readiness, shutdown, defaults, routes)',
   ]);
   assert.deepEqual(problems(yaml(...ROUTE, '    limit: { initial: 5, maxx: 9 }')), [
     'x.yaml:5:26: routes.0.limit.maxx: unknown key (allowed: algorithm, initial, min, max, window, overloadStatuses, aimd, gradient, little, vegas, hysteresis)',
@@ -527,7 +534,7 @@ test('server: headersTimeoutMs cannot exceed requestTimeoutMs; maxHeaderBytes is
     'x.yaml:1:27: server.maxHeaderBytes: must be an integer between 1024 and 1048576',
   ]);
   const ok = parseConfig(yaml('server: { headersTimeoutMs: 500, requestTimeoutMs: 500, maxHeaderBytes: 8192 }', ...ROUTE), 'x.yaml');
-  assert.deepEqual(ok.server, { headersTimeoutMs: 500, requestTimeoutMs: 500, keepAliveTimeoutMs: 72000, maxHeaderBytes: 8192 });
+  assert.deepEqual(ok.server, { headersTimeoutMs: 500, requestTimeoutMs: 500, keepAliveTimeoutMs: 72000, maxHeaderBytes: 8192, maxHeaderCount: 200, bodyIdleTimeoutMs: 30000 });
 });
 
 test('per-route lane overrides are checked after merging', () => {
@@ -656,4 +663,44 @@ test('the shared rate store: defaults, and a clear error for a URL that is not R
   for (const [line, expected] of cases) {
     assert.deepEqual(problems(yaml(line, ...ROUTE)), [expected], line);
   }
+});
+
+test('forwarding: top level, then defaults.forwarding, then the route (lists replaced whole); via true is "sluice"', () => {
+  const c = parseConfig(
+    yaml(
+      'forwarding: { trustedProxies: [10.0.0.0/8], via: edge-1, forwarded: true }',
+      'defaults: { forwarding: { xForwardedFor: replace }, preserveHost: true }',
+      ...ROUTE,
+      '    forwarding: { trustedProxies: ["fd00::/8", loopback], via: true }',
+      '  - name: s',
+      '    match: { pathPrefix: /s }',
+      '    upstream: http://127.0.0.1:3000',
+      '    preserveHost: false',
+    ),
+    'x.yaml',
+  );
+  assert.deepEqual(c.forwarding, { trustedProxies: ['10.0.0.0/8'], xForwardedFor: 'append', xForwardedProto: true, xForwardedHost: true, via: 'edge-1', forwarded: true });
+  const [r, s] = c.routes;
+  assert.deepEqual(r!.forwarding, { trustedProxies: ['fd00::/8', 'loopback'], xForwardedFor: 'replace', xForwardedProto: true, xForwardedHost: true, via: 'sluice', forwarded: true });
+  assert.equal(r!.preserveHost, true);
+  assert.deepEqual(s!.forwarding, { trustedProxies: ['10.0.0.0/8'], xForwardedFor: 'replace', xForwardedProto: true, xForwardedHost: true, via: 'edge-1', forwarded: true });
+  assert.equal(s!.preserveHost, false);
+});
+
+test('forwarding, server and log.access values are checked, each problem at its place', () => {
+  assert.deepEqual(problems(yaml('forwarding: { trustedProxies: [10.0.0.0/33, example.com], xForwardedFor: add, via: "a b" }', ...ROUTE)), [
+    'x.yaml:1:32: forwarding.trustedProxies.0: "10.0.0.0/33": the prefix length must be an integer from 0 to 32',
+    'x.yaml:1:45: forwarding.trustedProxies.1: "example.com" is not an IP address, a CIDR (10.0.0.0/8, fd00::/8) or one of: loopback, private, linklocal',
+    'x.yaml:1:74: forwarding.xForwardedFor: must be one of: append, replace, off',
+    'x.yaml:1:84: forwarding.via: must be true, false or a pseudonym made of letters, digits and !#$%&\'*+.^_`|~-',
+  ]);
+  assert.deepEqual(problems(yaml('server: { maxHeaderCount: 0, bodyIdleTimeoutMs: -1 }', 'log: { access: { sample: 2 } }', ...ROUTE)), [
+    'x.yaml:1:27: server.maxHeaderCount: must be an integer between 1 and 10000',
+    'x.yaml:1:49: server.bodyIdleTimeoutMs: must be an integer >= 0',
+    'x.yaml:2:26: log.access.sample: must be a number between 0 and 1',
+  ]);
+  assert.deepEqual(problems(yaml(...ROUTE, '    forwarding: { trustedProxies: nope }', '    preserveHost: yes')), [
+    'x.yaml:5:35: routes.0.forwarding.trustedProxies: must be a list of addresses or CIDRs',
+    'x.yaml:6:19: routes.0.preserveHost: must be true or false',
+  ]);
 });

@@ -9,19 +9,24 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
-import { rawRequest, startSluice, type Running } from './helpers/sluice.js';
+import { startNginx, type Nginx } from './helpers/nginx.js';
+import { scrape } from './helpers/prom.js';
+import { eventually, rawExchange, startSluice, type Running } from './helpers/sluice.js';
 import { startUpstream, type TestUpstream } from './helpers/upstream.js';
 
 const run = promisify(execFile);
 
 let up: TestUpstream;
+let nginx: Nginx;
 let s: Running;
 before(async () => {
   up = await startUpstream();
+  nginx = await startNginx();
   s = await startSluice(`
 log: { level: error }
 defaults:
@@ -31,11 +36,20 @@ routes:
   - name: main
     match: { pathPrefix: / }
     upstream: ${up.url}
+  - name: nginx
+    match: { pathPrefix: /ngx }
+    upstream: ${nginx.url}
+    circuitBreaker: { enabled: true, consecutiveFailures: 1, openMs: 60000 }
+  - name: nginx-dav
+    match: { pathPrefix: /dav }
+    upstream: ${nginx.url}
+    circuitBreaker: { enabled: true, consecutiveFailures: 1, openMs: 60000 }
 `);
 });
 after(async () => {
   await s.close();
   await up.close();
+  await nginx.close();
 });
 
 /** Every hop-by-hop or locally refused header a client can send, with a value a real client might use. */
@@ -58,7 +72,10 @@ async function rawEcho(path: string, headers: Record<string, string>, body = '')
   const lines = Object.entries({ host: 'x', connection: 'close', ...headers }).map(([k, v]) => `${k}: ${v}\r\n`);
   const framing = body.length > 0 ? `content-length: ${body.length}\r\n` : '';
   // An interim `100 Continue` (for `expect`) comes before the answer: skip it.
-  const raw = (await rawRequest(s.url, `POST ${path} HTTP/1.1\r\n${lines.join('')}${framing}\r\n${body}`, 3000)).replace(
+  // Some of these headers keep the connection open: the answer is complete at its JSON body's end.
+  const sent = `POST ${path} HTTP/1.1\r\n${lines.join('')}${framing}\r\n${body}`;
+  const rr = await rawExchange(s.url, sent, { timeoutMs: 3000, until: (d) => /\}(\r\n0\r\n\r\n)?$/.test(d) });
+  const raw = rr.data.replace(
     /^HTTP\/1\.1 100 Continue\r\n\r\n/,
     '',
   );
@@ -73,8 +90,8 @@ async function rawEcho(path: string, headers: Record<string, string>, body = '')
   return { status, seen, raw };
 }
 
-async function breakerState(): Promise<string> {
-  const r = (await s.state()).routes[0] as unknown as { circuitBreaker: { state: string } };
+async function breakerState(route = 'main'): Promise<string> {
+  const r = (await s.state()).routes.find((x) => x.name === route) as unknown as { circuitBreaker: { state: string } };
   return r.circuitBreaker.state;
 }
 
@@ -134,4 +151,143 @@ test('curl upload over 1 MB (Expect: 100-continue) arrives whole, five times, br
     assert.equal((JSON.parse(json as string) as { bytes: number }).bytes, 1_500_000);
   }
   assert.equal(await breakerState(), 'closed');
+});
+
+/**
+ * Every header a client can send, with values real clients, confused
+ * clients and attackers use: hop-by-hop fields, framing, expectations,
+ * forwarding claims, odd values. Each entry is one header line (or several).
+ */
+const CLIENT_HEADERS: readonly string[] = [
+  'Keep-Alive: timeout=5, max=100',
+  'Upgrade: websocket',
+  'Upgrade: h2c',
+  'Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__',
+  'Connection: keep-alive, x-secret\r\nX-Secret: 1',
+  'Connection: close',
+  'Connection: TE\r\nTE: trailers',
+  'Connection: content-length, host, x-request-id',
+  'Connection: upgrade',
+  'Connection: foo bar',
+  'HTTP2-Settings: AAMAAABkAAQAAP__',
+  'Expect: 100-continue',
+  'Expect: 100-CONTINUE',
+  'Expect: something-else',
+  'TE: gzip',
+  'TE: trailers',
+  'TE: trailers, deflate;q=0.5',
+  'TE: chunked',
+  'Trailer: X-Checksum',
+  'Proxy-Connection: keep-alive',
+  'Proxy-Authorization: Basic dXNlcjpwYXNz',
+  'Proxy-Authenticate: Basic realm="x"',
+  'X-Forwarded-For: not-an-ip',
+  'X-Forwarded-For: 1.2.3.4, ::1, [2001:db8::1]:443',
+  `X-Forwarded-For: ${Array.from({ length: 200 }, (_, i) => `10.0.${i % 256}.1`).join(', ')}`,
+  'Forwarded: for=evil;by="unknown";host="x:1"',
+  'X-Forwarded-Host: attacker.example',
+  'X-Forwarded-Proto: gopher',
+  'X-Real-IP: 6.6.6.6',
+  'Via: 1.0 evil, 1.1 also-evil',
+  'X-Request-Id: not a valid id',
+  `X-Request-Id: ${'a'.repeat(500)}`,
+  'Content-Type:',
+  'Content-Type: foo',
+  'Content-Type: application/json',
+  'Content-Type: multipart/form-data',
+  'Content-Encoding: gzip',
+  'Accept-Encoding: gzip, br',
+  'Range: bytes=0-0',
+  'Authorization: Bearer \xff\xfe',
+  'X-Latin: caf\xe9',
+  'X-Empty:',
+  'X-Dup: a\r\nX-Dup: b',
+  'Cookie: a=1\r\nCookie: b=2',
+  'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13',
+  'Origin: null',
+  'Date: yesterday',
+  'Max-Forwards: 0',
+  'If-None-Match: *',
+  'Content-Length: 0',
+];
+
+/** Framing a request may use for its body: none, Content-Length, or chunked (one framing per request). */
+const FRAMINGS = ['', 'Content-Length: 5\r\n\r\nhello', 'Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n'];
+const METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'HEAD', 'PROPFIND', 'REPORT'];
+
+/** A small deterministic generator (mulberry32): the same combinations on every run. */
+function seeded(seed: number): () => number {
+  let a = seed;
+  return () => {
+    a = (a + 0x6d2b79f5) | 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** One raw request; resolves with the status line's code (0 when the connection closed without an answer). */
+async function sendRaw(method: string, path: string, headers: readonly string[], framing: string): Promise<{ status: number; raw: string }> {
+  const body = framing === '' ? '\r\n' : framing.startsWith('Content-Length: 0') ? `${framing}` : framing;
+  const head = `${method} ${path} HTTP/1.1\r\nHost: x\r\n${headers.map((h) => `${h}\r\n`).join('')}Connection: close\r\n`;
+  const r = await rawExchange(s.url, head + body, { timeoutMs: 3000 });
+  const raw = r.data.replace(/^HTTP\/1\.1 100 Continue\r\n\r\n/, '');
+  return { status: Number(/^HTTP\/1\.1 (\d{3})/.exec(raw)?.[1] ?? 0), raw };
+}
+
+async function upstreamErrors(): Promise<number> {
+  return (await scrape(s.adminUrl)).all('sluice_upstream_errors_total').reduce((n, x) => n + x.value, 0);
+}
+
+test('no client input is an upstream fault: every header alone and in combination, to a Node upstream and a real nginx, leaves the breaker closed (defect 1)', async () => {
+  const errorsBefore = await upstreamErrors();
+  const answered = new Map<number, number>();
+  const check = async (method: string, path: string, headers: readonly string[], framing: string) => {
+    const { status, raw } = await sendRaw(method, path, headers, framing);
+    answered.set(status, (answered.get(status) ?? 0) + 1);
+    // Anything 5xx here would be Sluice blaming the upstream for what the client sent.
+    assert.ok(status >= 200 && status < 500, `${method} ${path} ${JSON.stringify(headers)} ${JSON.stringify(framing)}: ${raw.slice(0, 300)}`);
+  };
+  for (const path of ['/echo/alone', '/ngx/alone']) {
+    for (const h of CLIENT_HEADERS) for (const framing of FRAMINGS) await check('POST', path, [h], framing);
+  }
+  const random = seeded(12);
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)] as T;
+  for (let i = 0; i < 300; i++) {
+    const n = 2 + Math.floor(random() * 6);
+    const headers = Array.from({ length: n }, () => pick(CLIENT_HEADERS));
+    await check(pick(METHODS), i % 2 === 0 ? `/echo/combo-${i}` : `/ngx/combo-${i}`, headers, pick(FRAMINGS));
+  }
+  assert.equal(await breakerState('main'), 'closed');
+  assert.equal(await breakerState('nginx'), 'closed');
+  assert.equal(await upstreamErrors(), errorsBefore, 'no upstream error was counted');
+  // Every request settled: none holds a slot.
+  await eventually(async () => (await s.state()).routes.every((r) => r.inflight === 0), 'nothing left in flight');
+  const m = await scrape(s.adminUrl);
+  assert.equal(m.all('sluice_circuit_breaker_opens_total').reduce((n, x) => n + x.value, 0), 0);
+  // The set did reach the upstreams: most answers are theirs.
+  assert.ok((answered.get(200) ?? 0) > 400, JSON.stringify([...answered]));
+});
+
+/** Sends a head and part of a body, waits until `route` has it in flight, then leaves. */
+async function leaveMidUpload(path: string, route: string): Promise<void> {
+  const u = new URL(s.url);
+  const sock = connect(Number(u.port), u.hostname);
+  sock.on('error', () => undefined);
+  sock.write(`PUT ${path} HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n${'z'.repeat(1000)}`);
+  await eventually(async () => (await s.state()).routes.find((r) => r.name === route)!.inflight === 1, 'the upload is in flight');
+  sock.destroy();
+  await eventually(async () => (await s.state()).routes.find((r) => r.name === route)!.inflight === 0, 'the upload settled');
+}
+
+test('a client that leaves in the middle of its upload is no upstream fault (defect 1)', async () => {
+  const errorsBefore = await upstreamErrors();
+  for (let i = 0; i < 5; i++) {
+    await leaveMidUpload(`/echo/abort/${i}`, 'main');
+    // nginx's WebDAV reads the whole body before it answers.
+    await leaveMidUpload(`/dav/abort-${i}.bin`, 'nginx-dav');
+  }
+  assert.equal(await breakerState('main'), 'closed');
+  assert.equal(await breakerState('nginx-dav'), 'closed');
+  assert.equal(await upstreamErrors(), errorsBefore);
 });

@@ -179,7 +179,6 @@ test('path tricks that could reach another route than the prefix says get 400 ba
       '/api/orders%5c..%5cadmin',
       '/%zz', // malformed escape (rejected by the router itself)
       '/api/orders%',
-      'http://other/api/orders', // absolute-form target
       '*',
     ];
     const before = up.seen.length;

@@ -9,6 +9,7 @@ import { join, normalize, relative } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { loadConfig } from '../src/config/load.js';
+import { ERRORS, REFUSALS, type ErrorCode } from '../src/proxy/errors.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const readme = readFileSync(join(root, 'README.md'), 'utf8');
@@ -44,5 +45,19 @@ test('every link in the README points inside the repository at a file that exist
     const path = normalize(link.split('#')[0] as string);
     assert.ok(!relative(root, join(root, path)).startsWith('..') && !path.startsWith('/'), `${link}: outside the repository`);
     assert.ok(existsSync(join(root, path)), `${link}: no such file`);
+  }
+});
+
+test('the HTTP contract table lists every answer code Sluice gives, with its status', () => {
+  const table = readme.slice(readme.indexOf('## The HTTP contract'), readme.indexOf('## Running'));
+  const rows = table.split('\n').filter((l) => /^\| \d/.test(l));
+  const codes: [string, number][] = [
+    ...(Object.keys(ERRORS) as ErrorCode[]).map((c): [string, number] => [c, ERRORS[c].status]),
+    ...Object.entries(REFUSALS),
+  ];
+  for (const [code, status] of codes) {
+    const row = rows.find((r) => r.includes(`\`${code}\``));
+    assert.ok(row !== undefined, `${code} is not in the contract table`);
+    assert.match(row, new RegExp(`^\\| [^|]*\\b${status}\\b`), `${code}: status ${status}`);
   }
 });

@@ -19,12 +19,13 @@ import {
   routeSchema,
   ruleSchema,
   type DeepPartial,
+  type Forwarding,
   type Lane,
   type Policy,
   type RawConfig,
   type Route,
 } from './schema.js';
-import type { Config, ConfigProblem, RouteConfig } from './types.js';
+import type { Config, ConfigProblem, ForwardingConfig, RouteConfig } from './types.js';
 
 export class ConfigError extends Error {
   readonly problems: ConfigProblem[];
@@ -314,13 +315,14 @@ function build(data: RawConfig, merged: readonly Merged[], file: string): Config
   const { lanes, clients } = data;
   const routes = data.routes.map((route, i): RouteConfig => {
     const { policy, lanes: routeLanes } = merged[i]!;
-    const { mode, deadline, ...rest } = policy!;
+    const { mode, deadline, forwarding, ...rest } = policy!;
     return {
       name: route.name,
       match: route.match,
       upstream: route.upstream,
       mode: mode ?? data.mode,
       ...rest,
+      forwarding: forwardingConfig(deepMerge<Forwarding>(data.forwarding, forwarding as DeepPartial<Forwarding> | undefined)),
       lanes: routeLanes!,
       ...(deadline && {
         deadline: { header: deadline.header ?? DEADLINE_HEADER[deadline.format], format: deadline.format },
@@ -334,6 +336,7 @@ function build(data: RawConfig, merged: readonly Merged[], file: string): Config
     admin: data.admin,
     server: data.server,
     log: data.log,
+    forwarding: forwardingConfig(data.forwarding),
     lanes,
     classify: data.classify.map((rule) => ({
       lane: rule.lane,
@@ -358,6 +361,10 @@ function build(data: RawConfig, merged: readonly Merged[], file: string): Config
     shutdown: data.shutdown,
     routes,
   };
+}
+
+function forwardingConfig(f: Forwarding): ForwardingConfig {
+  return { ...f, trustedProxies: [...f.trustedProxies], via: f.via === true ? 'sluice' : f.via };
 }
 
 function deepFreeze<T>(value: T): T {

@@ -8,6 +8,7 @@
  */
 import { METHODS } from 'node:http';
 import * as z from 'zod';
+import { cidrProblem } from './addresses.js';
 
 // ---------------------------------------------------------------- building blocks
 
@@ -115,6 +116,34 @@ const redisUrl = () =>
 
 const MODES = ['enforce', 'shadow'] as const;
 
+/** A trusted proxy: an address, a CIDR or a named range (config/addresses.ts). */
+const trustedProxy = () =>
+  text().superRefine((s, ctx) => {
+    const problem = cidrProblem(s);
+    if (problem !== null) ctx.addIssue({ code: 'custom', message: problem });
+  });
+
+/** Via's received-by: true (the pseudonym "sluice"), false (no Via), or a pseudonym (an RFC 9110 token). */
+const via = () =>
+  z
+    .union([z.boolean(), z.string()], { error: unlessMissing('must be true, false or a pseudonym (e.g. edge-1)') })
+    .refine((v) => typeof v === 'boolean' || TOKEN.test(v), 'must be true, false or a pseudonym made of letters, digits and !#$%&\'*+.^_`|~-');
+
+/**
+ * `forwarding:` with its defaults: the top level. `defaults.forwarding` and a
+ * route's `forwarding` are the same keys without defaults (overrides).
+ */
+export const forwardingShape = {
+  trustedProxies: z.array(trustedProxy(), { error: unlessMissing('must be a list of addresses or CIDRs') }).default(() => []),
+  xForwardedFor: oneOf(['append', 'replace', 'off']).default('append'),
+  xForwardedProto: bool().default(true),
+  xForwardedHost: bool().default(true),
+  via: via().default(true),
+  forwarded: bool().default(false),
+};
+const forwardingSchema = obj(forwardingShape);
+export type Forwarding = z.output<typeof forwardingSchema>;
+
 // ---------------------------------------------------------------- route policy
 
 /**
@@ -181,6 +210,9 @@ export const policyShape = {
     header: headerName().optional(),
     format: oneOf(['ms', 'grpc-timeout']).default('ms'),
   }).optional(),
+  // No defaults here: what a route does not say comes from the top-level `forwarding:`.
+  forwarding: obj(withoutDefaults(forwardingShape)).optional(),
+  preserveHost: bool().default(false),
   circuitBreaker: obj({
     enabled: bool().default(true),
     consecutiveFailures: int(1).default(5),
@@ -344,11 +376,18 @@ export const configSchema = obj({
     requestTimeoutMs: int(1).default(300_000),
     keepAliveTimeoutMs: int(1).default(72_000),
     maxHeaderBytes: int(1024, 1_048_576).default(16_384),
+    maxHeaderCount: int(1, 10_000).default(200),
+    bodyIdleTimeoutMs: int(0).default(30_000),
   }).prefault({}),
   log: obj({
     level: oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     pretty: bool().default(false),
+    access: obj({
+      enabled: bool().default(false),
+      sample: num('between 0 and 1', (n) => n >= 0 && n <= 1).default(1),
+    }).prefault({}),
   }).prefault({}),
+  forwarding: forwardingSchema.prefault({}),
   lanes: z
     .array(laneSchema)
     .min(1, 'needs at least one lane')

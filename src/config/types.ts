@@ -147,6 +147,24 @@ export interface CircuitBreakerConfig {
   readonly closeAfterSuccesses: number; // 5
 }
 
+/**
+ * What Sluice tells the upstream about the client, and whom it believes
+ * about the client (see src/proxy/headers.ts and client-address.ts).
+ * Top-level `forwarding:`, overridden by `defaults.forwarding` and then by
+ * the route's own (lists replace, mappings merge).
+ */
+export interface ForwardingConfig {
+  /** Peers whose forwarding headers are believed: addresses, CIDRs, or loopback/private/linklocal. Default []. */
+  readonly trustedProxies: readonly string[];
+  readonly xForwardedFor: 'append' | 'replace' | 'off'; // append
+  readonly xForwardedProto: boolean; // true
+  readonly xForwardedHost: boolean; // true
+  /** The Via pseudonym (`Via: 1.1 <pseudonym>`), or false for no Via. Default 'sluice' (`via: true`). */
+  readonly via: string | false;
+  /** RFC 7239 Forwarded. Default false. */
+  readonly forwarded: boolean;
+}
+
 export interface RouteConfig {
   readonly name: string;
   readonly match: {
@@ -164,6 +182,9 @@ export interface RouteConfig {
   readonly lanes: readonly LaneConfig[];
   readonly deadline?: DeadlineConfig;
   readonly circuitBreaker: CircuitBreakerConfig;
+  readonly forwarding: ForwardingConfig;
+  /** Send the client's Host upstream instead of the upstream's own. Default false. */
+  readonly preserveHost: boolean;
 }
 
 /**
@@ -175,6 +196,14 @@ export interface ServerConfig {
   readonly requestTimeoutMs: number; // 300000: the whole request, body included (>= headersTimeoutMs)
   readonly keepAliveTimeoutMs: number; // 72000: idle keep-alive client connections close after this
   readonly maxHeaderBytes: number; // 16384: a larger request head gets 431
+  readonly maxHeaderCount: number; // 200: more request header fields get 431 (never a truncated request)
+  readonly bodyIdleTimeoutMs: number; // 30000: an admitted request's body silent this long gets 408; 0 = off
+}
+
+export interface AccessLogConfig {
+  readonly enabled: boolean; // false
+  /** Share of requests logged, 0..1. Default 1. */
+  readonly sample: number;
 }
 
 export interface Config {
@@ -184,7 +213,9 @@ export interface Config {
   readonly listen: Listen; // 0.0.0.0:8080
   readonly admin: AdminConfig; // 127.0.0.1:9901
   readonly server: ServerConfig;
-  readonly log: { readonly level: LogLevel; readonly pretty: boolean };
+  readonly log: { readonly level: LogLevel; readonly pretty: boolean; readonly access: AccessLogConfig };
+  /** For requests that match no route (their client address in logs); each route has its own merged copy. */
+  readonly forwarding: ForwardingConfig;
   readonly lanes: readonly LaneConfig[];
   readonly classify: readonly ClassifyRule[];
   readonly clients: ClientsConfig;

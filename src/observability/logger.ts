@@ -14,7 +14,7 @@
 import { pino, type Logger } from 'pino';
 import type { Config } from '../config/types.js';
 
-export function createLogger(cfg: Config['log'], destination?: pino.DestinationStream): Logger {
+export function createLogger(cfg: Pick<Config['log'], 'level' | 'pretty'>, destination?: pino.DestinationStream): Logger {
   const options: pino.LoggerOptions = {
     level: cfg.level,
     base: { service: 'sluice' },

@@ -26,18 +26,23 @@ import type { Hold, Queued } from '../core/gate/gate.js';
 import { refusal, type Refusal } from '../core/limiter/refusal.js';
 import { retryAfterSeconds } from '../core/retry-after.js';
 import { parseBudgetMs } from './deadline.js';
+import { clientAddress, plainAddress } from './client-address.js';
 import type { ErrorCode } from './errors.js';
 import type { ProxyEvents } from './events.js';
 import type { Lifecycle } from './lifecycle.js';
+import { NEVER_PROXIED } from './methods.js';
 import { ANSWERED, Exchange, type FrontRequest, type RequestState } from './request-ctx.js';
+import { headProblem } from './request-head.js';
 import type { Answers } from './responses.js';
 import { classify, isAmbiguousPath, pathOf } from './routes.js';
 import type { RouteRuntime, Runtime } from './runtime.js';
 import { settle, type SettleDeps } from './settle.js';
 
-/** The methods Sluice forwards; anything else (TRACE, WebDAV...) is answered 405. CONNECT never gets here. */
-export const PROXIED_METHODS: readonly string[] = ['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT', 'OPTIONS'];
-const PROXIED = new Set(PROXIED_METHODS);
+const NEVER = new Set(NEVER_PROXIED);
+
+/** Set on a connection whose bytes can no longer be trusted to start a request (see admit). */
+const DISTRUSTED = Symbol('sluice.distrusted');
+type MarkedSocket = IncomingMessage['socket'] & { [DISTRUSTED]?: boolean };
 
 /** A log sampler: >= 0 (the lines suppressed since the last one written) when a line may be written, else -1. */
 export interface LogSampler {
@@ -89,16 +94,22 @@ export class Admission {
 
   /** Admission for one request: answered here, or forwarded (now or after its queue). */
   admit(req: IncomingMessage, res: ServerResponse, requestId: string): void {
-    // RFC 9112 §3.2: an HTTP/1.1 request without Host is a 400.
-    if (req.headers.host === undefined && req.httpVersionMinor === 1 && req.httpVersionMajor === 1) return this.clientError(res, 'bad_request', requestId);
+    // A request pipelined behind a malformed head: its framing cannot be trusted, the
+    // connection closes after the answer to the first; this one is never served.
+    if ((req.socket as MarkedSocket)[DISTRUSTED] === true) return;
+    const rt = this.deps.runtime();
+    const bad = headProblem(req, rt.config.server.maxHeaderCount);
+    if (bad !== null) {
+      (req.socket as MarkedSocket)[DISTRUSTED] = true;
+      return this.clientError(res, bad, requestId, true);
+    }
     const method = req.method ?? 'GET';
-    if (!PROXIED.has(method)) return this.clientError(res, 'method_not_allowed', requestId);
+    if (NEVER.has(method)) return this.clientError(res, 'method_not_allowed', requestId);
     const path = pathOf(req.url ?? '/');
     if (isAmbiguousPath(path)) return this.clientError(res, 'bad_path', requestId);
-    const rt = this.deps.runtime();
     const route = rt.table.match(method, req.headers.host, path);
     if (route === undefined) return this.clientError(res, 'no_route', requestId);
-    const clientKey = rt.clientKey(req.headers, req.socket.remoteAddress ?? '');
+    const clientKey = rt.clientKey(req.headers, identify(req as FrontRequest, route));
     const m: Matched = { req, res, route, lane: classify(rt.config.classify, { method, path, headers: req.headers, clientKey }), requestId };
     const phase = this.deps.lifecycle.phase;
     if (phase === 'closing' || phase === 'expired') {
@@ -174,14 +185,25 @@ export class Admission {
     this.deps.answers.refusal(m.res, r, requestId, this.closing(), this.deps.runtime().rateLimitPolicy);
   }
 
-  private clientError(res: ServerResponse, code: ErrorCode, requestId: string): void {
+  /** `close`: the connection cannot be trusted past this request (a malformed head). */
+  private clientError(res: ServerResponse, code: ErrorCode, requestId: string, close = false): void {
     this.deps.events.onClientError?.(code);
-    this.deps.answers.error(res, code, requestId, this.closing());
+    this.deps.answers.error(res, code, requestId, close || this.closing());
   }
 
   private closing(): boolean {
     return this.deps.lifecycle.phase !== 'serving';
   }
+}
+
+/** Who the client is, by the route's trusted proxies (./client-address.ts); kept on the request for headers and logs. */
+function identify(req: FrontRequest, route: RouteRuntime): string {
+  const peer = plainAddress(req.socket.remoteAddress ?? '');
+  const trusted = route.headerPolicy.trusted;
+  req.peer = peer;
+  req.peerTrusted = !trusted.none && trusted.has(peer);
+  req.clientIp = req.peerTrusted ? clientAddress(peer, true, req.headers['x-forwarded-for'], trusted) : peer;
+  return req.clientIp;
 }
 
 /** The caller's budget from the route's deadline header: Infinity without one, NaN when malformed. */

@@ -61,6 +61,8 @@ export const FAULTS: Readonly<Record<string, Fault>> = {
   '(body)': fault('upstream_body_reset', 'ignore', 'failure'),
   // The caller's budget ran out first: its own deadline, not the upstream's health.
   '(deadline)': fault('deadline_exceeded', 'ignore', 'ignore'),
+  // An admitted request's body went silent for server.bodyIdleTimeoutMs: the client's.
+  '(body idle)': fault('request_timeout', 'ignore', 'ignore'),
   // fastify refused something about the request itself (a 4xx of its own).
   '(client)': fault('bad_request', 'ignore', 'ignore'),
   // A bug in Sluice: says nothing about the upstream.
@@ -75,6 +77,7 @@ export const DEADLINE_FAULT = FAULTS['(deadline)'] as Fault;
 export const DEADLINE_ABORT = new Error("the caller's deadline passed before the upstream answered");
 export const INTERNAL_FAULT = FAULTS['(internal)'] as Fault;
 export const CLIENT_FAULT = FAULTS['(client)'] as Fault;
+export const BODY_IDLE_FAULT = FAULTS['(body idle)'] as Fault;
 
 type ErrorLike = { code?: string; name?: string; cause?: ErrorLike } | undefined;
 

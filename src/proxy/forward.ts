@@ -25,19 +25,20 @@
  * connection; when the drain timeout expires, upstream failures caused by
  * closing the pools answer 503 draining.
  */
-import type { ServerResponse } from 'node:http';
-import type { Readable } from 'node:stream';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { PassThrough, type Readable } from 'node:stream';
 import httpProxy, { type FastifyHttpProxyOptions } from '@fastify/http-proxy';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Clock, Random } from '../core/clock.js';
 import { refusal } from '../core/limiter/refusal.js';
 import { retryAfterSeconds } from '../core/retry-after.js';
-import { PROXIED_METHODS } from './admit.js';
 import { formatBudget } from './deadline.js';
 import { CLIENT_FAULT, DEADLINE_ABORT, DEADLINE_FAULT, INTERNAL_FAULT, upstreamFault, type Fault } from './faults.js';
-import { stripRequestHopByHop, stripResponseHopByHop } from './headers.js';
+import { forwardableTrailers, requestHeaders, responseHeaders } from './headers.js';
 import type { Lifecycle } from './lifecycle.js';
-import { exchangeOf, type Exchange } from './request-ctx.js';
+import { PROXIED_METHODS } from './methods.js';
+import { exchangeOf, type Exchange, type FrontRequest } from './request-ctx.js';
+import { hasBody } from './request-head.js';
 import { addRateLimitHeaders, type Answers } from './responses.js';
 import type { Runtime } from './runtime.js';
 import { report, reportBody, type SettleDeps } from './settle.js';
@@ -74,20 +75,18 @@ function replyHooks(opts: ForwardOptions): NonNullable<FastifyHttpProxyOptions['
     // A load shedder must never amplify load: no retries, not even reply-from's GET-on-503.
     retryDelay: () => null,
     rewriteRequestHeaders: (request, headers) => {
-      stripRequestHopByHop(headers);
       const ex = exchangeOf(request.raw);
+      ex.wantsTrailers = requestHeaders(headers, ex.route.headerPolicy, request.raw as FrontRequest);
       headers['x-request-id'] = ex.requestId;
       const dl = ex.route.cfg.deadline;
       if (ex.budgetMs > 0 && dl !== undefined) headers[dl.header] = formatBudget(ex.budgetMs, dl.format);
       return headers;
     },
     rewriteHeaders: (headers, request) => {
-      if (request !== undefined) {
-        const ex = exchangeOf(request.raw);
-        headers['x-request-id'] = ex.requestId;
-        if (ex.hold.rate !== null) addRateLimitHeaders(headers, opts.runtime().rateLimitPolicy, ex.hold.rate);
-      }
-      stripResponseHopByHop(headers);
+      const ex = exchangeOf((request as NonNullable<typeof request>).raw);
+      headers['x-request-id'] = ex.requestId;
+      if (ex.hold.rate !== null) addRateLimitHeaders(headers, opts.runtime().rateLimitPolicy, ex.hold.rate);
+      responseHeaders(headers, ex.route.headerPolicy, ex.wantsTrailers);
       // Admitted before the drain began: still, do not keep the connection.
       if (lifecycle.phase !== 'serving') headers['connection'] = 'close';
       return headers;
@@ -99,6 +98,11 @@ function replyHooks(opts: ForwardOptions): NonNullable<FastifyHttpProxyOptions['
       ex.body = res.stream as Readable;
       ex.clearDeadlineTimer();
       opts.events.onUpstreamResponse?.(ex.route, ex.lane, res.statusCode, ex.rttMs);
+      if (ex.wantsTrailers) {
+        // Node refuses a Trailer announcement on a response without a body.
+        if (request.method === 'HEAD' || res.statusCode === 204 || res.statusCode === 304) reply.removeHeader('trailer');
+        else passTrailers(ex, reply.raw as ServerResponse, res.stream as Readable);
+      }
       reply.send(res.stream);
     },
     onError: (reply, { error }) => {
@@ -154,8 +158,48 @@ function errorHandler(opts: ForwardOptions): (error: Error, request: FastifyRequ
   };
 }
 
+/**
+ * The upstream's trailers go to a client that takes them (TE: trailers):
+ * undici fills them in before the body's 'end', and this listener runs
+ * before the one that ends the client's response (registered first).
+ */
+function passTrailers(ex: Exchange, res: ServerResponse, body: Readable): void {
+  body.once('end', () => {
+    const t = ex.upstreamTrailers === null ? null : forwardableTrailers(ex.upstreamTrailers);
+    if (t === null) return;
+    try {
+      res.addTrailers(t);
+    } catch {
+      // A trailer Node will not write (an invalid name or value): the body is complete without it.
+    }
+  });
+}
+
+/**
+ * The client's body as undici gets it: piped through a stream of its own.
+ * undici destroys the body it was given when the upstream ends the exchange
+ * before the upload does (a 401 or 413 to an upload in progress), and
+ * destroying the client's request would destroy its connection before that
+ * answer reaches it. pipe() only unpipes; Node discards the rest of the
+ * upload after the response (reply-from then answers with connection: close).
+ */
+function bodyStream(req: IncomingMessage): Readable {
+  const body = new PassThrough();
+  req.pipe(body);
+  return body;
+}
+
+/** @fastify/http-proxy inside an encapsulated context of its own, so that `logLevel` applies to its routes. */
+async function quietProxy(child: FastifyInstance, o: FastifyHttpProxyOptions): Promise<void> {
+  await child.register(httpProxy, o);
+}
+
 export async function forwardPlugin(app: FastifyInstance, opts: ForwardOptions): Promise<void> {
   const dispatcher = new RouteDispatcher();
+  // Sluice never parses or buffers a body: to fastify every method is bodyless, so no
+  // content-type parser runs (no 415 for an empty or unknown Content-Type) and the
+  // client's stream goes to undici as it is (RouteDispatcher, requestBody).
+  for (const m of PROXIED_METHODS) app.addHttpMethod(m, { hasBody: false, overrideExisting: true });
   // The front answers every method that is never proxied; this is a backstop.
   app.setNotFoundHandler((request, reply) => {
     opts.events.onClientError?.('method_not_allowed');
@@ -163,7 +207,10 @@ export async function forwardPlugin(app: FastifyInstance, opts: ForwardOptions):
     opts.answers.error(reply.raw, 'method_not_allowed', request.id, opts.lifecycle.phase !== 'serving');
   });
   app.setErrorHandler(errorHandler(opts));
-  await app.register(httpProxy, {
+  await app.register(quietProxy, {
+    // reply-from would log every upstream error a second time, with a stack, on the
+    // request's logger: its routes log errors only (report() logs each fault once).
+    logLevel: 'error',
     upstream: '',
     httpMethods: [...PROXIED_METHODS],
     undici: dispatcher as never,
@@ -175,6 +222,7 @@ export async function forwardPlugin(app: FastifyInstance, opts: ForwardOptions):
       const now = opts.clock.now();
       ex.dispatchedAt = now;
       applyBudget(ex, opts.clock, now);
+      if (hasBody(request.raw)) ex.requestBody = bodyStream(request.raw);
       dispatcher.dispatching = ex;
       try {
         return reply.from(dest, options);

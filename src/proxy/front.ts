@@ -33,7 +33,9 @@ import type { ServerConfig } from '../config/types.js';
 import { Admission, type AdmitDeps } from './admit.js';
 import type { ErrorCode } from './errors.js';
 import type { ProxyEvents } from './events.js';
+import { watchBody } from './body-idle.js';
 import { FrontRequest, exchangeOf, type Exchange } from './request-ctx.js';
+import { hasBody } from './request-head.js';
 import { rawErrorResponse } from './responses.js';
 
 export interface FrontOptions {
@@ -66,21 +68,59 @@ function timeoutCheckInterval(s: ServerConfig): number {
   return Math.max(10, Math.min(1000, Math.floor(Math.min(s.headersTimeoutMs, s.requestTimeoutMs) / 4)));
 }
 
+/** A request line whose method is a token Node's parser does not know (`BREW /pot HTTP/1.1`). */
+const UNKNOWN_METHOD_LINE = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+ [^ \r\n]+ HTTP\/1\.[01]\r?\n/;
+
 /** Node's parser and timeout errors → our codes (400 for anything malformed). */
-function clientErrorCode(err: { code?: string }): ErrorCode {
+function clientErrorCode(err: { code?: string; rawPacket?: Buffer }): ErrorCode {
   if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') return 'request_timeout';
   if (err.code === 'HPE_HEADER_OVERFLOW') return 'headers_too_large';
+  // RFC 9110 §9.1: an unrecognised method is a 501, not a malformed request.
+  if (err.code === 'HPE_INVALID_METHOD' && UNKNOWN_METHOD_LINE.test(err.rawPacket?.toString('latin1', 0, 256) ?? '')) return 'method_not_implemented';
   return 'bad_request';
 }
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
+
+/**
+ * What happens as an admitted request is handed to fastify: a client that
+ * waits for `100 Continue` gets it now (never before admission: a refused
+ * upload never sends its body), and a body still to come is watched for
+ * silence (./body-idle.ts).
+ */
+function forwarder(handler: Handler, opts: FrontOptions): Handler {
+  const idleDeps = { events: opts.events, log: opts.log, answers: opts.admit.answers };
+  return (req, res) => {
+    const r = req as FrontRequest;
+    if (r.expectsContinue) res.writeContinue();
+    const idleMs = opts.admit.runtime().config.server.bodyIdleTimeoutMs;
+    if (idleMs > 0 && !req.complete && hasBody(req)) watchBody(r, res, idleMs, idleDeps);
+    handler(req, res);
+  };
+}
+
+/**
+ * Expect (RFC 9110 §10.1.1): 100-continue goes through the same admission
+ * (`100 Continue` only once admitted, see forwarder); any other expectation
+ * cannot be met by a proxy that does not forward Expect: 417.
+ */
+function handleExpect(server: http.Server, admission: Admission, opts: FrontOptions): void {
+  server.on('checkContinue', (req: FrontRequest, res: ServerResponse) => {
+    req.expectsContinue = true;
+    admission.admit(req, res, requestIdOf(req));
+  });
+  server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
+    opts.events.onClientError?.('expectation_failed');
+    opts.admit.answers.error(res, 'expectation_failed', requestIdOf(req), true);
+  });
+}
 
 /** fastify's `serverFactory`: the proxy listener's server, with the front as its request listener. */
 export function frontServer(opts: FrontOptions): (handler: Handler) => http.Server {
   const { events, log } = opts;
   const s = opts.server;
   return (handler) => {
-    const admission = new Admission({ ...opts.admit, forward: handler });
+    const admission = new Admission({ ...opts.admit, forward: forwarder(handler, opts) });
     const server = http.createServer(
       {
         headersTimeout: s.headersTimeoutMs,
@@ -94,6 +134,9 @@ export function frontServer(opts: FrontOptions): (handler: Handler) => http.Serv
       (req, res) => admission.admit(req, res, requestIdOf(req)),
     );
     server.keepAliveTimeout = s.keepAliveTimeoutMs;
+    // Node drops the fields past its count silently; admission answers 431 past ours (./request-head.ts).
+    server.maxHeadersCount = s.maxHeaderCount + 1;
+    handleExpect(server, admission, opts);
 
     server.on('clientError', (err: Error & { code?: string }, socket: Socket) => {
       if (err.code === 'ECONNRESET' || socket.destroyed) return;

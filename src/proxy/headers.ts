@@ -1,35 +1,194 @@
 /**
- * Hop-by-hop headers (RFC 9110 §7.6.1): they describe one connection, not
- * the message, so they are removed in both directions. (Forwarding headers,
- * X-Forwarded-* and Via, will live here too.)
+ * Headers at the edge: ONE transform for the request Sluice forwards
+ * (requestHeaders) and ONE for the response it passes back
+ * (responseHeaders), plus the response trailers (forwardableTrailers).
+ * Later protocols (WebSocket, HTTP/2, gRPC) extend these three, never add
+ * a fourth place that edits headers.
+ *
+ * Hop-by-hop (RFC 9110 §7.6.1): fields that describe one connection, not
+ * the message, are removed in both directions: `Connection` and every field
+ * it names, `Keep-Alive`, `Proxy-Connection`, `TE` (only `TE: trailers`
+ * is forwarded: it says the client takes trailers), `Transfer-Encoding`
+ * (undici frames the body itself), `Upgrade` (kept only where a route
+ * proxies upgrades: `keepUpgrade`, the WebSocket hook), `Proxy-Authorization`
+ * and `Proxy-Authenticate` (credentials for this hop), `HTTP2-Settings`;
+ * `Expect` (Sluice answered it: ./front.ts sends 100 Continue after
+ * admission) and a request's `Trailer` (request trailers are not forwarded).
+ * Left in place, several of these make undici refuse the request locally.
+ *
+ * Forwarding (`forwarding:` in the config, per route):
+ *   from an untrusted peer   every forwarding header it sent (Forwarded,
+ *                            X-Forwarded-*, X-Real-IP, True-Client-IP,
+ *                            X-Client-IP) is removed: an upstream that
+ *                            trusts them must not trust the client
+ *   from a trusted proxy     they are kept as received
+ *   then Sluice adds         X-Forwarded-For (append: the chain + the peer;
+ *                            replace: the client's address alone; off:
+ *                            nothing), X-Forwarded-Proto and -Host (unless
+ *                            a trusted proxy set them), Forwarded (RFC 7239,
+ *                            off by default: for=peer;host;proto, appended),
+ *                            Via (RFC 9110 §7.6.3, both directions)
+ *   preserveHost             the client's Host (or the absolute-form
+ *                            target's authority) goes upstream instead of
+ *                            the upstream's own
  */
+import type { ForwardingConfig } from '../config/types.js';
+import { TrustedProxies } from './client-address.js';
 
-type Headers = Record<string, string | string[] | number | undefined>;
+export type Headers = Record<string, string | string[] | number | undefined>;
 
-/**
- * Request headers that describe the client's connection, removed before
- * forwarding. reply-from already drops `connection`, the headers it names
- * and `transfer-encoding`. undici refuses `keep-alive`, `upgrade` and
- * `expect` outright, so forwarding them would turn a client's header into a
- * failed upstream exchange. `expect: 100-continue` has been answered by Node
- * already (the body is on its way); `te` only survives as `trailers`.
- */
-export function stripRequestHopByHop(headers: Headers): void {
-  if (headers['keep-alive'] !== undefined) delete headers['keep-alive'];
-  if (headers.upgrade !== undefined) delete headers.upgrade;
-  if (headers.expect !== undefined) delete headers.expect;
-  if (headers['proxy-connection'] !== undefined) delete headers['proxy-connection'];
-  if (headers['proxy-authorization'] !== undefined) delete headers['proxy-authorization'];
-  const te = headers.te;
-  if (te !== undefined && !(typeof te === 'string' && te.trim().toLowerCase() === 'trailers')) delete headers.te;
+/** A route's header rules, resolved once per config. */
+export interface HeaderPolicy {
+  readonly trusted: TrustedProxies;
+  readonly xForwardedFor: ForwardingConfig['xForwardedFor'];
+  readonly xForwardedProto: boolean;
+  readonly xForwardedHost: boolean;
+  /** The Via pseudonym, or null: no Via. */
+  readonly via: string | null;
+  readonly forwarded: boolean;
+  readonly preserveHost: boolean;
+  /** Upgrade passes (both ways) only on a route that proxies upgrades (WebSocket, issue 13): false until then. */
+  readonly keepUpgrade: boolean;
+}
+
+export function headerPolicy(fwd: ForwardingConfig, preserveHost: boolean): HeaderPolicy {
+  return {
+    trusted: new TrustedProxies(fwd.trustedProxies),
+    xForwardedFor: fwd.xForwardedFor,
+    xForwardedProto: fwd.xForwardedProto,
+    xForwardedHost: fwd.xForwardedHost,
+    via: fwd.via === false ? null : fwd.via,
+    forwarded: fwd.forwarded,
+    preserveHost,
+    keepUpgrade: false,
+  };
+}
+
+/** What the request transform reads of the client's request (the front's FrontRequest has these). */
+export interface ClientSide {
+  /** The socket's address, IPv4-mapped addresses in IPv4 form. */
+  readonly peer: string;
+  readonly peerTrusted: boolean;
+  /** The client (./client-address.ts). */
+  readonly clientIp: string;
+  /** The absolute-form target's authority, else the Host header; '' without either. */
+  readonly authority: string;
+  readonly scheme: 'http' | 'https';
+  readonly httpVersion: string;
+}
+
+/** Hop-by-hop in both directions (TE, Trailer, Upgrade and Connection itself are handled on their own). */
+const HOP_BY_HOP = ['keep-alive', 'proxy-connection', 'transfer-encoding', 'proxy-authorization', 'proxy-authenticate', 'http2-settings'];
+
+/** Forwarding headers only a trusted proxy may send. */
+const FORWARDING = ['forwarded', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', 'x-forwarded-prefix', 'x-forwarded-server', 'x-real-ip', 'true-client-ip', 'x-client-ip'];
+
+/** Removes `Connection` and every field it names. */
+function stripConnection(headers: Headers): void {
+  const c = headers.connection;
+  if (c === undefined) return;
+  delete headers.connection;
+  for (const token of String(c).toLowerCase().split(',')) {
+    const name = token.trim();
+    if (name !== '' && headers[name] !== undefined) delete headers[name];
+  }
+}
+
+function stripHopByHop(headers: Headers, keepUpgrade: boolean): void {
+  stripConnection(headers);
+  for (const name of HOP_BY_HOP) if (headers[name] !== undefined) delete headers[name];
+  if (!keepUpgrade && headers.upgrade !== undefined) delete headers.upgrade;
+}
+
+/** Whether a TE value lists `trailers` (TE: trailers, deflate;q=0.5). */
+function acceptsTrailers(te: string | string[] | number): boolean {
+  for (const part of String(te).toLowerCase().split(',')) {
+    const semi = part.indexOf(';');
+    if ((semi < 0 ? part : part.slice(0, semi)).trim() === 'trailers') return true;
+  }
+  return false;
+}
+
+/** A comma-separated list with `item` appended. */
+function append(value: string | string[] | number | undefined, item: string): string {
+  if (value === undefined || value === '') return item;
+  return `${Array.isArray(value) ? value.join(', ') : String(value)}, ${item}`;
+}
+
+/** RFC 7239 node: IPv6 in brackets and quotes, IPv4 as a token. */
+function forwardedNode(ip: string): string {
+  return ip.includes(':') ? `"[${ip}]"` : ip;
+}
+
+function quoted(s: string): string {
+  return `"${s.replace(/["\\]/g, '\\$&')}"`;
+}
+
+function addForwarding(headers: Headers, p: HeaderPolicy, c: ClientSide): void {
+  const trusted = c.peerTrusted;
+  if (!trusted) for (const name of FORWARDING) if (headers[name] !== undefined) delete headers[name];
+  if (p.xForwardedFor === 'append') headers['x-forwarded-for'] = trusted ? append(headers['x-forwarded-for'], c.peer) : c.peer;
+  else if (p.xForwardedFor === 'replace') headers['x-forwarded-for'] = c.clientIp;
+  if (p.xForwardedProto && !(trusted && headers['x-forwarded-proto'] !== undefined)) headers['x-forwarded-proto'] = c.scheme;
+  if (p.xForwardedHost && c.authority !== '' && !(trusted && headers['x-forwarded-host'] !== undefined)) headers['x-forwarded-host'] = c.authority;
+  if (p.forwarded) {
+    const host = c.authority === '' ? '' : `;host=${quoted(c.authority)}`;
+    headers.forwarded = append(trusted ? headers.forwarded : undefined, `for=${forwardedNode(c.peer)}${host};proto=${c.scheme}`);
+  }
 }
 
 /**
- * Response headers that describe the upstream connection: an upstream's
- * `connection: close` must not close the client's keep-alive connection,
- * nor its keep-alive timeout be advertised to the client.
+ * The request transform: `headers` (a copy of the client's, about to go
+ * upstream) edited in place. Returns whether the client takes trailers
+ * (it sent `TE: trailers`, which is forwarded).
  */
-export function stripResponseHopByHop(headers: Headers): void {
-  if (headers.connection !== undefined) delete headers.connection;
-  if (headers['keep-alive'] !== undefined) delete headers['keep-alive'];
+export function requestHeaders(headers: Headers, p: HeaderPolicy, c: ClientSide): boolean {
+  stripHopByHop(headers, p.keepUpgrade);
+  if (headers.expect !== undefined) delete headers.expect;
+  if (headers.trailer !== undefined) delete headers.trailer;
+  let trailers = false;
+  const te = headers.te;
+  if (te !== undefined) {
+    trailers = acceptsTrailers(te);
+    if (trailers) headers.te = 'trailers';
+    else delete headers.te;
+  }
+  addForwarding(headers, p, c);
+  if (p.preserveHost && c.authority !== '') headers.host = c.authority;
+  if (p.via !== null) headers.via = append(headers.via, `${c.httpVersion} ${p.via}`);
+  return trailers;
+}
+
+/**
+ * The response transform: the upstream's headers, edited in place before
+ * they go to the client. `trailers`: the client takes trailers, so the
+ * upstream's `Trailer` announcement stays (else it would announce fields
+ * that never come).
+ */
+export function responseHeaders(headers: Headers, p: HeaderPolicy, trailers: boolean): void {
+  stripHopByHop(headers, p.keepUpgrade);
+  if (headers.te !== undefined) delete headers.te;
+  if (!trailers && headers.trailer !== undefined) delete headers.trailer;
+  if (p.via !== null) headers.via = append(headers.via, `1.1 ${p.via}`);
+}
+
+/**
+ * Fields a trailer must not carry (RFC 9110 §6.5.1): framing, routing,
+ * authentication, caching and content processing. A trailer cannot change
+ * how the message was read; one that claims to is dropped.
+ */
+const NOT_IN_TRAILERS = new Set([
+  'content-length', 'transfer-encoding', 'content-type', 'content-encoding', 'content-range', 'trailer', 'te', 'host',
+  'connection', 'keep-alive', 'upgrade', 'authorization', 'proxy-authorization', 'www-authenticate', 'proxy-authenticate',
+  'set-cookie', 'cookie', 'cache-control', 'expires', 'age', 'date', 'location', 'retry-after', 'vary', 'warning',
+]);
+
+/** The upstream's trailers that may go to the client; null when none remain. */
+export function forwardableTrailers(trailers: Readonly<Record<string, string | string[] | undefined>>): Record<string, string | string[]> | null {
+  let out: Record<string, string | string[]> | null = null;
+  for (const [name, value] of Object.entries(trailers)) {
+    if (value === undefined || NOT_IN_TRAILERS.has(name)) continue;
+    (out ??= {})[name] = value;
+  }
+  return out;
 }

@@ -22,17 +22,33 @@ import type { Pool } from 'undici';
 import type { Timer } from '../core/clock.js';
 import type { Hold, Queued } from '../core/gate/gate.js';
 import type { Fault } from './faults.js';
+import type { ClientSide } from './headers.js';
 import type { RouteRuntime } from './runtime.js';
 import { UpstreamSignal, type Dispatching } from './upstream.js';
 
 /**
  * The front's request class (http.createServer's IncomingMessage option):
- * the exchange is a field every request has from its construction, so all
- * requests keep one shape (adding a property later would make Node's own
- * hot code see requests of several shapes).
+ * what the front and admission learn of a request are fields every request
+ * has from its construction, so all requests keep one shape (adding a
+ * property later would make Node's own hot code see requests of several
+ * shapes).
  */
-export class FrontRequest extends IncomingMessage {
+export class FrontRequest extends IncomingMessage implements ClientSide {
   exchange: Exchange | null = null;
+  /** The client sent `Expect: 100-continue`: it gets `100 Continue` once admitted, never before. */
+  expectsContinue = false;
+  /** The socket's address in plain form (set by admission). */
+  peer = '';
+  peerTrusted = false;
+  /** The client's address (./client-address.ts): the peer, or behind trusted proxies the first untrusted hop. */
+  clientIp = '';
+  /** 'https' once the listener speaks TLS (issue 13). */
+  scheme: 'http' | 'https' = 'http';
+
+  /** Host, after ./request-head.ts put an absolute-form target's authority there. */
+  get authority(): string {
+    return this.headers.host ?? '';
+  }
 }
 
 /** The exchange of a request the front admitted (fastify only ever sees those). */
@@ -70,6 +86,11 @@ export class Exchange extends UpstreamSignal implements Dispatching {
   body: Readable | null = null;
   /** What went wrong, once known; settlement reads outcome and breaker result from it. */
   fault: Fault | null = null;
+  /** The client sent `TE: trailers`: the upstream's trailers (undici fills them at the body's end) go to it. */
+  wantsTrailers = false;
+  /** The client's body when it has one: streamed to the upstream as it arrives, never parsed or buffered. */
+  requestBody: Readable | null = null;
+  upstreamTrailers: Record<string, string | string[] | undefined> | null = null;
 
   constructor(
     readonly route: RouteRuntime,

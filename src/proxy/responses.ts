@@ -25,11 +25,15 @@ import type { Refusal } from '../core/limiter/refusal.js';
 import type { RateVerdict } from '../core/rate/gcra.js';
 import { appendListField, rateLimitField } from '../core/rate/headers.js';
 import { ERRORS, statusName, type ErrorCode } from './errors.js';
+import { PROXIED_METHODS } from './methods.js';
 
 /** What the prebuilt path sets on a ServerResponse (Node's own fields). */
 interface RawResponse {
   _header: string | null;
   _last: boolean;
+  /** The client sent Expect: 100-continue; _sent100 once it was told to go on. */
+  readonly _expect_continue?: boolean;
+  readonly _sent100?: boolean;
   /** false for a HEAD request: the answer is the head alone. */
   readonly _hasBody: boolean;
   statusCode: number;
@@ -58,7 +62,9 @@ function errorAnswer(code: ErrorCode): Prebuilt {
   let p = errorAnswers.get(code);
   if (p === undefined) {
     const status = ERRORS[code].status;
-    p = prebuild(status, JSON.stringify({ error: statusName(status), reason: code }), '');
+    // RFC 9110 §15.5.6: a 405 lists the methods that are allowed.
+    const extra = status === 405 ? `allow: ${PROXIED_METHODS.join(', ')}\r\n` : '';
+    p = prebuild(status, JSON.stringify({ error: statusName(status), reason: code }), extra);
     errorAnswers.set(code, p);
   }
   return p;
@@ -135,7 +141,10 @@ export class Answers {
       res.destroy();
       return;
     }
-    const last = close || !out.shouldKeepAlive;
+    // A client still waiting to send its body (Expect: 100-continue, never told to go on) may
+    // send it or not: the connection closes rather than read a body nobody wants (Node does
+    // the same in writeHead).
+    const last = close || !out.shouldKeepAlive || (out._expect_continue === true && out._sent100 !== true);
     out.statusCode = p.status;
     // Head and body in one string: end() then writes it to the socket in one write (no writev).
     out._header = p.head + requestId + date() + (last ? '\r\nConnection: close\r\n\r\n' : this.keepAlive) + (out._hasBody ? p.body : '');

@@ -16,6 +16,7 @@ import { RouteGate, type InUse } from '../core/gate/gate.js';
 import { Limiter, type LimiterPolicy } from '../core/limiter/limiter.js';
 import { rateLimitPolicy } from '../core/rate/headers.js';
 import { createRateStore, type RateStoreFailure, type RateStoreHandle } from '../ratestore/create.js';
+import { headerPolicy, type HeaderPolicy } from './headers.js';
 import { createPool } from './upstream.js';
 import { RouteTable, clientKeyFn, type ClassifyInput } from './routes.js';
 
@@ -39,6 +40,8 @@ export interface RouteRuntime {
   readonly breaker: Breaker | null;
   readonly overloadStatuses: ReadonlySet<number>;
   readonly laneNames: readonly string[];
+  /** Hop-by-hop, forwarding and Host rules (./headers.ts), resolved from cfg.forwarding and cfg.preserveHost. */
+  readonly headerPolicy: HeaderPolicy;
 }
 
 export interface Runtime {
@@ -119,6 +122,7 @@ export function routeRuntime(cfg: RouteConfig, limiter: Limiter, pool: Pool, poo
     breaker,
     overloadStatuses: new Set(cfg.limit.overloadStatuses),
     laneNames: cfg.lanes.map((l) => l.name),
+    headerPolicy: headerPolicy(cfg.forwarding, cfg.preserveHost),
   };
   const owner = breaker === null ? undefined : breakerOwner.get(breaker);
   if (owner !== undefined) owner.route = route;

@@ -10,6 +10,7 @@
  * attach the context as the abort signal (a client that leaves aborts its
  * upstream request) and to shorten the timeouts to the caller's deadline.
  */
+import type { Readable } from 'node:stream';
 import { Pool, type Dispatcher } from 'undici';
 import type { RouteConfig } from '../config/types.js';
 
@@ -56,6 +57,11 @@ export interface Dispatching {
    */
   readonly headersTimeout: number;
   readonly bodyTimeout: number;
+  /** Keep the upstream's trailers (the client takes them): undici hands them over with the response. */
+  readonly wantsTrailers: boolean;
+  /** The client's request stream when it has a body (fastify never reads bodies: every method is bodyless to it). */
+  readonly requestBody: Readable | null;
+  upstreamTrailers: Record<string, string | string[] | undefined> | null;
 }
 
 export function createPool(route: RouteConfig): Pool {
@@ -80,8 +86,18 @@ export class RouteDispatcher {
       return;
     }
     opts.signal = d.signal as unknown as Dispatcher.RequestOptions['signal'];
+    if (d.requestBody !== null) opts.body = d.requestBody;
     if (d.headersTimeout > 0) opts.headersTimeout = d.headersTimeout;
     if (d.bodyTimeout > 0) opts.bodyTimeout = d.bodyTimeout;
-    d.pool.request(opts, cb);
+    if (!d.wantsTrailers) {
+      d.pool.request(opts, cb);
+      return;
+    }
+    // reply-from passes only status, headers and body on; the trailers object (filled
+    // when the body ends) is kept here. Only clients that take trailers pay for the closure.
+    d.pool.request(opts, (err, data) => {
+      if (data !== undefined) d.upstreamTrailers = data.trailers;
+      cb(err, data);
+    });
   }
 }

@@ -111,6 +111,21 @@ export async function rawRequest(baseUrl: string, bytes: string, timeoutMs = 300
   return (await rawExchange(baseUrl, bytes, { timeoutMs })).data;
 }
 
+/** One HTTP/1.1 answer as raw bytes, split: status, headers (lower-cased names, last one wins), the rest after the head. */
+export interface RawAnswer {
+  readonly status: number;
+  readonly headers: Record<string, string>;
+  readonly rest: string;
+}
+
+export function splitAnswer(data: string): RawAnswer {
+  const end = data.indexOf('\r\n\r\n');
+  const [statusLine, ...lines] = (end < 0 ? data : data.slice(0, end)).split('\r\n');
+  const headers: Record<string, string> = {};
+  for (const l of lines) headers[l.slice(0, l.indexOf(':')).toLowerCase()] = l.slice(l.indexOf(':') + 1).trim();
+  return { status: Number(statusLine?.split(' ')[1] ?? 0), headers, rest: end < 0 ? '' : data.slice(end + 4) };
+}
+
 export interface RawResult {
   /** Everything the server wrote (latin1). */
   data: string;

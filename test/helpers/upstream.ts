@@ -14,6 +14,10 @@
  *                     (no `connection: close`), like an upstream dropping idle keep-alives;
  *                     ?announce=1: says `connection: close` in the response
  *   /garbage          answers with bytes that are not HTTP, then closes
+ *   /early/<code>     answers at once with that status, without reading the request body
+ *   /hop-response     a response with hop-by-hop fields: Connection naming X-Internal, Keep-Alive,
+ *                     Upgrade, Proxy-Authenticate, Proxy-Connection (and an end-to-end X-Kept)
+ *   /trailers         a chunked body, then trailers (x-checksum, grpc-status) announced in Trailer
  *   anything else     200 {"path": ...}
  * Every request's URL is recorded in `seen` when it arrives.
  * `setFailing(true)` makes every request (except /echo) a reset, until set back.
@@ -61,6 +65,12 @@ export async function startUpstream(opts: { keepAliveTimeoutMs?: number } = {}):
         res.writeHead(200, { 'content-type': 'application/json', 'x-upstream': 'yes' });
         res.end(JSON.stringify({ method: req.method, url, headers: req.headers, body: body.toString('utf8'), bytes: body.length }));
       });
+      return;
+    }
+    const early = /\/early\/(\d+)/.exec(path);
+    if (early) {
+      res.writeHead(Number(early[1]), { 'content-type': 'application/json' });
+      res.end('{"early":true}');
       return;
     }
     req.resume();
@@ -135,6 +145,27 @@ export async function startUpstream(opts: { keepAliveTimeoutMs?: number } = {}):
     if (path.endsWith('/close-after')) {
       res.writeHead(200, { 'content-type': 'application/json', ...(url.includes('announce=1') ? { connection: 'close' } : {}) });
       res.end('{"ok":true}', () => req.socket.destroy());
+      return;
+    }
+    if (path.endsWith('/hop-response')) {
+      res.writeHead(200, {
+        'content-type': 'text/plain',
+        connection: 'keep-alive, X-Internal',
+        'x-internal': 'upstream-secret',
+        'keep-alive': 'timeout=4',
+        upgrade: 'h2c',
+        'proxy-authenticate': 'Basic realm="upstream"',
+        'proxy-connection': 'keep-alive',
+        'x-kept': 'yes',
+      });
+      res.end('ok');
+      return;
+    }
+    if (path.endsWith('/trailers')) {
+      res.writeHead(200, { 'content-type': 'text/plain', trailer: 'x-checksum, grpc-status' });
+      res.write('part one\n');
+      res.addTrailers({ 'x-checksum': 'abc123', 'grpc-status': '0', 'set-cookie': 'late=1' });
+      res.end('part two\n');
       return;
     }
     if (path.endsWith('/garbage')) {
