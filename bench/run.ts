@@ -6,9 +6,11 @@
  *                      finish and write its report; no speed is asserted).
  *                      Its report goes to bench/results/REPORT-quick.md unless --report says otherwise.
  *   --only LIST        comma-separated: cost (wrk: CPU per request, unloaded latency), overhead,
- *                      refusal, control (= overload, batch flood, capacity change), queue (fair queue cost),
+ *                      refusal, control (= overload, batch flood, capacity change), adaptive (issue 10's
+ *                      scenarios: the default limit vs one told the truth; about 9 minutes), queue (fair queue cost),
  *                      quota (Redis quota check cost; needs redis-server)
- *   --algorithm NAME   limit algorithm for the control scenarios (default: the config schema's default)
+ *   --algorithm NAME   limit algorithm for the control and adaptive scenarios (default: the config schema's default)
+ *   --scenarios LIST   adaptive: only these scenario ids of bench/scenarios.ts (e.g. slower,two-instances)
  *   --baseline DIR     another checkout of Sluice, built (DIR/dist/cli.js): the cost scenario
  *                      measures it in the same run, alternating, as "baseline" (before/after)
  *   --no-pin           do not pin processes to cores with taskset
@@ -25,6 +27,7 @@ import os from 'node:os';
 import { dirname, relative } from 'node:path';
 import { parseArgs } from 'node:util';
 import { closeHttp, table, type BenchContext, type ScenarioOutput } from './common.js';
+import { adaptiveScenarios } from './adaptive.js';
 import { controlScenarios } from './control.js';
 import { costScenario } from './cost.js';
 import { ROOT, canPin, type Placement } from './processes.js';
@@ -39,11 +42,12 @@ const { values } = parseArgs({
     algorithm: { type: 'string' },
     baseline: { type: 'string' },
     'no-pin': { type: 'boolean', default: false },
+    scenarios: { type: 'string' },
     report: { type: 'string' },
   },
 });
 
-const GROUPS = ['cost', 'overhead', 'refusal', 'control', 'queue', 'quota'] as const;
+const GROUPS = ['cost', 'overhead', 'refusal', 'control', 'adaptive', 'queue', 'quota'] as const;
 
 function git(args: string[]): string {
   try {
@@ -112,6 +116,7 @@ async function main(): Promise<void> {
     outputs.push(...c.outputs);
     algorithm = c.algorithm;
   }
+  if (only.includes('adaptive')) outputs.push(await adaptiveScenarios(ctx, values.scenarios?.split(',').map((x) => x.trim())));
   if (only.includes('queue')) outputs.push(await queueScenario(ctx));
   if (only.includes('quota')) outputs.push(await quotaScenario(ctx));
   await closeHttp();

@@ -276,7 +276,7 @@ export function scenarioPolicy(upstreamUrl: string, limit: LimitChoice): string 
   const algorithm = limit.algorithm === null ? '' : `algorithm: ${limit.algorithm}, `;
   return `listen: { host: 127.0.0.1, port: 0 }
 admin: { host: 127.0.0.1, port: 0 }
-log: { level: error }
+log: { level: info }
 lanes:
   - name: interactive
     queue: { maxLength: 50, maxWaitMs: 500 }

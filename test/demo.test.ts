@@ -62,13 +62,22 @@ test('setServiceTime changes latency; the control endpoint reads and changes set
       dispatcher: agent,
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ serviceTimeMs: 5, workers: 3 }),
+      body: JSON.stringify({ serviceTimeMs: 5, workers: 3, serviceModel: 'lognormal' }),
     });
     assert.equal(posted.statusCode, 200);
     const settings = (await posted.body.json()) as { serviceTimeMs: number; workers: number };
     assert.equal(settings.serviceTimeMs, 5);
     assert.equal(settings.workers, 3);
-    assert.deepEqual(upstream.settings(), { serviceTimeMs: 5, workers: 3, maxQueue: null });
+    assert.deepEqual(upstream.settings(), { serviceTimeMs: 5, workers: 3, serviceModel: 'lognormal', maxQueue: null });
+
+    const badModel = await request(`${upstream.url}/_control`, {
+      dispatcher: agent,
+      method: 'POST',
+      body: JSON.stringify({ serviceModel: 'gaussian', workers: 4 }),
+    });
+    assert.equal(badModel.statusCode, 400);
+    assert.match(await badModel.body.text(), /serviceModel must be one of: jitter, lognormal, bimodal/);
+    assert.equal(upstream.settings().workers, 3, 'nothing applied from an invalid request');
 
     const bad = await request(`${upstream.url}/_control`, {
       dispatcher: agent,

@@ -4,13 +4,14 @@
  *
  *   --mode fast                    answers every request at once: 200 {"ok":true}
  *                                  (except /hang..., which never answers)
- *   --mode capacity --workers N --service-ms M
+ *   --mode capacity --workers N --service-ms M [--model jitter|lognormal|bimodal]
  *                                  the demo's capacity-modelled upstream
  *                                  (N workers x M ms, FIFO, POST /_control)
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { parseArgs } from 'node:util';
+import { isServiceModel } from '../../src/demo/service-time.js';
 import { startCapacityUpstream } from '../../src/demo/upstream.js';
 
 const { values } = parseArgs({
@@ -18,6 +19,7 @@ const { values } = parseArgs({
     mode: { type: 'string', default: 'fast' },
     workers: { type: 'string', default: '10' },
     'service-ms': { type: 'string', default: '50' },
+    model: { type: 'string', default: 'jitter' },
   },
 });
 
@@ -40,7 +42,9 @@ async function main(): Promise<void> {
   let url: string;
   if (values.mode === 'fast') url = await fast();
   else if (values.mode === 'capacity') {
-    const up = await startCapacityUpstream({ workers: Number(values.workers), serviceTimeMs: Number(values['service-ms']) });
+    const model = values.model;
+    if (!isServiceModel(model)) throw new Error(`unknown --model ${model}`);
+    const up = await startCapacityUpstream({ workers: Number(values.workers), serviceTimeMs: Number(values['service-ms']), serviceModel: model });
     url = up.url;
   } else throw new Error(`unknown --mode ${values.mode}`);
   process.stdout.write(`${JSON.stringify({ url })}\n`);

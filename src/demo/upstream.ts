@@ -9,14 +9,20 @@
  * This is exactly the behaviour Sluice exists to protect against, so the demo
  * must reproduce it rather than simply slowing down every response.
  *
+ * Service times follow `serviceModel` (./service-time.ts, shared with the
+ * deterministic simulation): `jitter` (±10%, the default), `lognormal`
+ * (CoV 0.5) or `bimodal` (90% fast, 10% ten times slower).
+ *
  * Control endpoint (same port, never counted as load):
  *   GET  /_control  -> current settings and stats
- *   POST /_control  {"serviceTimeMs":N} and/or {"workers":N} -> new settings
+ *   POST /_control  {"serviceTimeMs":N}, {"workers":N} and/or
+ *                   {"serviceModel":"jitter"|"lognormal"|"bimodal"} -> new settings
  * so a demo script or k6 scenario can simulate "the upstream got slower" or
  * "the upstream lost half its capacity" while traffic is running.
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { drawServiceTime, isServiceModel, SERVICE_MODELS, type ServiceModel } from './service-time.js';
 
 export interface CapacityUpstreamOptions {
   /** Listen address. Defaults to 127.0.0.1 (the demo never exposes itself). */
@@ -25,8 +31,10 @@ export interface CapacityUpstreamOptions {
   port?: number;
   /** How many requests are served concurrently. */
   workers: number;
-  /** Nominal service time of one request, jittered by ±10%. */
+  /** Nominal service time of one request (jittered by ±10% with the default model). */
   serviceTimeMs: number;
+  /** How service times are drawn around serviceTimeMs; default `jitter`. */
+  serviceModel?: ServiceModel;
   /**
    * Maximum number of requests waiting for a worker. When the queue is full a
    * new request gets 503 immediately. Unset = unbounded queue (the classic
@@ -53,6 +61,7 @@ export interface CapacityUpstreamStats {
 export interface CapacityUpstreamSettings {
   workers: number;
   serviceTimeMs: number;
+  serviceModel: ServiceModel;
   maxQueue: number | null;
 }
 
@@ -61,6 +70,7 @@ export interface CapacityUpstream {
   port: number;
   setServiceTime(ms: number): void;
   setWorkers(n: number): void;
+  setServiceModel(model: ServiceModel): void;
   stats(): CapacityUpstreamStats;
   settings(): CapacityUpstreamSettings;
   close(): Promise<void>;
@@ -140,10 +150,11 @@ class WorkerModel {
     private workers: number,
     private serviceTimeMs: number,
     private readonly maxQueue: number | null,
+    private serviceModel: ServiceModel = 'jitter',
   ) {}
 
   settings(): CapacityUpstreamSettings {
-    return { workers: this.workers, serviceTimeMs: this.serviceTimeMs, maxQueue: this.maxQueue };
+    return { workers: this.workers, serviceTimeMs: this.serviceTimeMs, serviceModel: this.serviceModel, maxQueue: this.maxQueue };
   }
 
   stats(): CapacityUpstreamStats {
@@ -157,6 +168,11 @@ class WorkerModel {
     // Growing takes effect at once; shrinking lets in-service requests finish
     // and simply stops handing out freed workers until active < workers.
     this.dispatch();
+  }
+
+  /** Like the service time, applies to requests that start service from now on. */
+  setServiceModel(model: ServiceModel): void {
+    this.serviceModel = model;
   }
 
   setServiceTime(ms: number): void {
@@ -196,9 +212,9 @@ class WorkerModel {
   }
 
   private jitteredServiceTime(): number {
-    // ±10% so that responses do not arrive in perfectly synchronised waves,
-    // which would make latency percentiles in the demo look artificially flat.
-    return this.serviceTimeMs * (0.9 + 0.2 * Math.random());
+    // Even the steady model jitters ±10%, so that responses do not arrive in perfectly
+    // synchronised waves, which would make latency percentiles look artificially flat.
+    return drawServiceTime(this.serviceModel, this.serviceTimeMs, Math.random);
   }
 
   private startService(job: Job): void {
@@ -257,17 +273,20 @@ async function handleControl(model: WorkerModel, req: http.IncomingMessage, res:
   const problems: string[] = [];
   const st = body['serviceTimeMs'];
   const wk = body['workers'];
+  const sm = body['serviceModel'];
   if (st !== undefined && (typeof st !== 'number' || !Number.isFinite(st) || st < 0)) {
     problems.push('serviceTimeMs must be a finite number >= 0');
   }
   if (wk !== undefined && (typeof wk !== 'number' || !Number.isInteger(wk) || wk < 0)) {
     problems.push('workers must be an integer >= 0');
   }
+  if (sm !== undefined && !isServiceModel(sm)) problems.push(`serviceModel must be one of: ${SERVICE_MODELS.join(', ')}`);
   if (problems.length > 0) {
     sendJson(res, 400, { error: 'invalid_settings', problems });
     return;
   }
   if (typeof st === 'number') model.setServiceTime(st);
+  if (isServiceModel(sm)) model.setServiceModel(sm);
   if (typeof wk === 'number') model.setWorkers(wk);
   sendJson(res, 200, { ...model.settings(), stats: model.stats() });
 }
@@ -278,7 +297,7 @@ export async function startCapacityUpstream(opts: CapacityUpstreamOptions): Prom
   if (opts.maxQueue !== undefined && (!Number.isInteger(opts.maxQueue) || opts.maxQueue < 0)) {
     throw new RangeError(`maxQueue must be an integer >= 0, got ${opts.maxQueue}`);
   }
-  const model = new WorkerModel(opts.workers, opts.serviceTimeMs, opts.maxQueue ?? null);
+  const model = new WorkerModel(opts.workers, opts.serviceTimeMs, opts.maxQueue ?? null, opts.serviceModel ?? 'jitter');
 
   const server = http.createServer((req, res) => {
     const url = req.url ?? '/';
@@ -324,6 +343,7 @@ export async function startCapacityUpstream(opts: CapacityUpstreamOptions): Prom
     port: address.port,
     setServiceTime: (ms) => model.setServiceTime(ms),
     setWorkers: (n) => model.setWorkers(n),
+    setServiceModel: (m) => model.setServiceModel(m),
     stats: () => model.stats(),
     settings: () => model.settings(),
     close,
