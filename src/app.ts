@@ -59,6 +59,18 @@ export interface Sluice {
   close(): Promise<void>;
 }
 
+/** Both listeners, proxy first; never half-started: the proxy port is not left open without its admin. */
+async function listenBoth(proxy: FastifyInstance, admin: FastifyInstance, config: Config, override: { proxyPort?: number; adminPort?: number }) {
+  const proxyUrl = await listenOn(proxy, 'proxy', config.listen.host, override.proxyPort ?? config.listen.port);
+  try {
+    const adminUrl = await listenOn(admin, 'admin', config.admin.host, override.adminPort ?? config.admin.port);
+    return { proxyUrl, adminUrl };
+  } catch (err) {
+    await proxy.close();
+    throw err;
+  }
+}
+
 /** Breaker state changes and rate store failures are logged and reported. */
 function runtimeDeps(clock: Clock, random: Random, deps: AppDeps, logger: Logger, events: ProxyEvents, metrics: Metrics): RuntimeDeps {
   const rateStoreLog = new SampledLog(clock, 1);
@@ -145,16 +157,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Slui
     admin,
     logger,
     metrics,
-    async listen(override = {}) {
-      const proxyUrl = await listenOn(proxy, 'proxy', config.listen.host, override.proxyPort ?? config.listen.port);
-      try {
-        const adminUrl = await listenOn(admin, 'admin', config.admin.host, override.adminPort ?? config.admin.port);
-        return { proxyUrl, adminUrl };
-      } catch (err) {
-        await proxy.close(); // never half-started: the proxy port is not left open without its admin
-        throw err;
-      }
-    },
+    listen: (override = {}) => listenBoth(proxy, admin, config, override),
     state,
     config: () => runtimes.current.config,
     reload,
