@@ -234,9 +234,9 @@ function measure(s: Scenario, run: Run): PhaseMeasure[] {
   });
 }
 
-/** The summed limit of the instances with load over time. */
-function limitSeries(run: Run): [number, number][] {
-  return run.trace.map((p) => [p.t / 1000, p.active.reduce((n, i) => n + (p.limits[i] ?? 0), 0)]);
+/** The summed limit of the instances with load over time (while there is load). */
+function limitSeries(s: Scenario, run: Run): [number, number][] {
+  return run.trace.filter((p) => p.t < durationMs(s)).map((p) => [p.t / 1000, p.active.reduce((n, i) => n + (p.limits[i] ?? 0), 0)]);
 }
 
 function optimumSeries(s: Scenario): [number, number][] {
@@ -248,8 +248,8 @@ function optimumSeries(s: Scenario): [number, number][] {
 
 function chart(ctx: BenchContext, s: Scenario, ours: Run, truth: Run): string {
   const series: Series[] = [
-    { name: `limit: ${ctx.algorithm ?? 'default (little)'}`, points: limitSeries(ours) },
-    { name: 'limit: told the truth', points: limitSeries(truth) },
+    { name: `limit: ${ctx.algorithm ?? 'default (little)'}`, points: limitSeries(s, ours) },
+    { name: 'limit: told the truth', points: limitSeries(s, truth) },
     { name: 'optimum (worker count)', dashed: true, points: optimumSeries(s) },
   ];
   return writeChart(
