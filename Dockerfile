@@ -9,7 +9,11 @@
 #
 # Signals: sluice handles SIGTERM/SIGINT (graceful drain) and SIGHUP (reload)
 # itself, so it works as PID 1; `--init` (tini) is still recommended and
-# harmless. Docker's default stop timeout is 10 s: give it at least
+# harmless. With `workers: N` (> 1) PID 1 is the primary: it forks the N
+# workers, drains and reloads them itself, and the container's CPU must be
+# N cores' worth; `workers: auto` counts the cores the container can be
+# scheduled on (os.availableParallelism), not a --cpus quota, so set a
+# number when the container has a CPU limit. Docker's default stop timeout is 10 s: give it at least
 # shutdown.readinessGraceMs + shutdown.drainTimeoutMs + a few seconds
 # (--stop-timeout / compose stop_grace_period), or the drain gets SIGKILLed.
 

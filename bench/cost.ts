@@ -29,7 +29,7 @@ const PATH = '/api/items/42?view=full';
 const CONNECTIONS = 64;
 
 /** What bench/wrk-report.lua prints. */
-interface WrkSummary {
+export interface WrkSummary {
   readonly requests: number;
   readonly durationUs: number;
   readonly connectErrors: number;
@@ -43,8 +43,9 @@ interface WrkSummary {
   readonly maxUs: number;
 }
 
-function wrk(url: string, connections: number, durationS: number, cpu: number | null): Promise<WrkSummary> {
-  const args = ['-t1', `-c${connections}`, `-d${durationS}s`, '--timeout', '10s', '-s', `${ROOT}bench/wrk-report.lua`, url];
+/** wrk for `durationS` with `connections` (one thread), pinned to `cpu`; `headers` are added to every request. */
+export function wrk(url: string, connections: number, durationS: number, cpu: number | null, headers: readonly string[] = []): Promise<WrkSummary> {
+  const args = ['-t1', `-c${connections}`, `-d${durationS}s`, '--timeout', '10s', ...headers.flatMap((h) => ['-H', h]), '-s', `${ROOT}bench/wrk-report.lua`, url];
   const [cmd, argv] = cpu === null ? ['wrk', args] : ['taskset', ['-c', String(cpu), 'wrk', ...args]];
   return new Promise((resolve, reject) => {
     execFile(cmd, argv, { encoding: 'utf8', timeout: (durationS + 30) * 1000 }, (err, stdout, stderr) => {

@@ -5,7 +5,7 @@
  * one process's CPU use can be read on its own from /proc.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { LoadResult, LoadSpec } from './loadgen.js';
@@ -73,6 +73,34 @@ function cpuSecondsOf(pid: number): number {
   }
 }
 
+/** The fields after "(comm)" of /proc/PID/stat (state is the 1st), or null. */
+function statFields(pid: number | string): string[] | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * CPU seconds of a process and its children (Sluice's primary and its
+ * workers): its own user + system time, what its children that exited used
+ * (cutime + cstime), and every live child's own time (found by ppid in /proc).
+ */
+export function treeCpuSeconds(pid: number): number {
+  const own = statFields(pid);
+  if (own === null) return Number.NaN;
+  let ticks = Number(own[11]) + Number(own[12]) + Number(own[13]) + Number(own[14]);
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const f = statFields(entry);
+    // ppid is the 2nd field after "(comm)".
+    if (f !== null && Number(f[1]) === pid) ticks += Number(f[11]) + Number(f[12]);
+  }
+  return ticks / CLK_TCK;
+}
+
 function rssOf(pid: number): number {
   try {
     const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
@@ -97,9 +125,10 @@ export async function startProc(
   args: string[],
   cpu: number | null,
   isReady: (msg: Record<string, unknown>) => boolean,
+  env?: Readonly<Record<string, string>>,
 ): Promise<Proc> {
   const [cmd, argv] = command(args, cpu);
-  const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'], cwd: ROOT });
+  const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'], cwd: ROOT, env: env === undefined ? undefined : { ...process.env, ...env } });
   const tail: string[] = [];
   const keep = (line: string): void => {
     tail.push(line);
@@ -174,9 +203,9 @@ export function startBareProxy(cpu: number | null, upstream: string): Promise<Pr
  * (event "started", with its proxy and admin URLs; builds before it said
  * msg "sluice started"). `cli`: another build's dist/cli.js (a baseline).
  */
-export function startSluice(cpu: number | null, configFile: string, cli = SLUICE_CLI): Promise<Proc> {
+export function startSluice(cpu: number | null, configFile: string, cli = SLUICE_CLI, env?: Readonly<Record<string, string>>): Promise<Proc> {
   if (!existsSync(cli)) throw new Error(`${cli} is missing: run npm run build first`);
-  return startProc('sluice', [cli, '--config', configFile], cpu, (m) => m['event'] === 'started' || m['msg'] === 'sluice started');
+  return startProc('sluice', [cli, '--config', configFile], cpu, (m) => m['event'] === 'started' || m['msg'] === 'sluice started', env);
 }
 
 export function urlOf(p: Proc): string {

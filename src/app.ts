@@ -11,14 +11,15 @@ import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from './config/types.js';
 import { systemClock, type Clock, type Random } from './core/clock.js';
+import { WHOLE, workerConfig, type WorkerShare } from './core/split.js';
 import { closeNow, drain, type DrainReport } from './instance/drain.js';
 import { listenOn } from './instance/listen.js';
-import { reloadConfig } from './instance/reload.js';
+import { prepareReload, reloadConfig, type PreparedReload } from './instance/reload.js';
 import { Runtimes } from './instance/runtimes.js';
 import { buildAdmin } from './observability/admin.js';
 import { createLogger } from './observability/logger.js';
 import { Metrics } from './observability/metrics.js';
-import { backlogVerdict } from './observability/readiness.js';
+import { backlogVerdict, type NotReady } from './observability/readiness.js';
 import { SampledLog } from './observability/sampled-log.js';
 import { InstanceInfo, routeState, type AdminState, type ReloadResult } from './observability/state.js';
 import { teeEvents, type ProxyEvents } from './proxy/events.js';
@@ -38,6 +39,12 @@ export interface AppDeps {
   readonly createLimit?: RuntimeDeps['createLimit'];
   /** Called after every reload attempt (sluice_config_reloads_total{result} counts them already). */
   readonly onReload?: (result: ReloadResult) => void;
+  /**
+   * This process's place among the workers (instance/cluster/): it serves
+   * its share of every split bound (core/split.ts) and leaves sluice_info and
+   * the reload metrics to the primary. Default: the whole (one process).
+   */
+  readonly share?: WorkerShare;
 }
 
 export interface Sluice {
@@ -49,10 +56,18 @@ export interface Sluice {
   /** Starts both listeners (addresses from config unless overridden); returns their base URLs. Throws ListenError (instance/listen.ts). */
   listen(override?: { proxyPort?: number; adminPort?: number }): Promise<{ proxyUrl: string; adminUrl: string }>;
   state(): AdminState;
-  /** The config in force (the last one loaded successfully). */
+  /** Why /readyz fails (draining, backlog), or null when ready. */
+  notReady(): string | NotReady | null;
+  /** The config in force (the last one loaded successfully): this process's share of it in a worker. */
   config(): Config;
   /** Re-reads the config file (default: the one in force) and swaps it in if valid; never throws for a bad file. */
   reload(file?: string): ReloadResult;
+  /**
+   * A reload's first step for a config validated elsewhere (the primary):
+   * builds this process's share of `config` and changes nothing until
+   * commit(). Throws when it cannot be built.
+   */
+  prepare(config: Config): PreparedReload;
   /** The graceful shutdown (SIGTERM). Resolves once everything is closed; calling it again returns the same drain. */
   drain(): Promise<DrainReport>;
   /** Closes at once: no readiness grace; requests in flight finish first. After drain(), waits for it. */
@@ -92,10 +107,13 @@ function runtimeDeps(clock: Clock, random: Random, deps: AppDeps, logger: Logger
   };
 }
 
-export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Sluice> {
+export async function buildApp(whole: Config, deps: AppDeps = {}): Promise<Sluice> {
+  const share = deps.share ?? WHOLE;
+  const config = workerConfig(whole, share);
   const clock = deps.clock ?? systemClock;
   const random = deps.random ?? Math.random;
-  const logger = deps.logger ?? createLogger(config.log);
+  // A worker's lines say which worker wrote them (the primary's do not carry `worker`).
+  const logger = deps.logger ?? (share.count > 1 ? createLogger(config.log).child({ worker: share.index }) : createLogger(config.log));
   const lifecycle: Lifecycle = { phase: 'serving' };
   const draining = () => lifecycle.phase !== 'serving';
   const refusalLog = new SampledLog(clock, 20);
@@ -115,6 +133,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Slui
       const s = runtimes.current.clientRate?.stats() ?? null;
       return s === null ? null : s.state === 'up';
     },
+    perInstance: share.count === 1,
   });
   const events = deps.events ? teeEvents(metrics, deps.events) : metrics;
   const rtDeps = runtimeDeps(clock, random, deps, logger, events, metrics);
@@ -141,10 +160,11 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Slui
     deps.onReload?.(result);
     return result;
   }
+  const notReady = () => (draining() ? 'draining' : backlogVerdict(state().routes, runtimes.current.config.readiness.maxBacklogSeconds));
   const admin = buildAdmin({
     logger,
     state,
-    notReadyReason: () => (draining() ? 'draining' : backlogVerdict(state().routes, runtimes.current.config.readiness.maxBacklogSeconds)),
+    notReadyReason: notReady,
     metrics,
     access: () => runtimes.current.config.admin,
     reload: () => reload(),
@@ -159,8 +179,10 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Slui
     metrics,
     listen: (override = {}) => listenBoth(proxy, admin, config, override),
     state,
+    notReady,
     config: () => runtimes.current.config,
     reload,
+    prepare: (next) => prepareReload(workerConfig(next, share), reloadDeps),
     drain: () => (drained ??= drain(drainDeps)),
     close: () => (drained !== null ? drained.then(() => undefined) : closeNow(drainDeps)),
   };

@@ -4,9 +4,11 @@
  * sluice validate FILE        check a config: exit 0 when valid, 2 with every problem printed
  * sluice --help | --version
  */
+import { fileURLToPath } from 'node:url';
 import { buildApp } from './app.js';
 import { ConfigError, loadConfig } from './config/load.js';
 import type { Config } from './config/types.js';
+import { startPrimary } from './instance/cluster/primary.js';
 import { ListenError } from './instance/listen.js';
 import { adminWarning } from './observability/admin-guard.js';
 import { startupLine } from './observability/startup.js';
@@ -39,20 +41,24 @@ function load(file: string): Config {
   }
 }
 
+/** workers: 1 is one process (no cluster); more is a primary with that many workers (instance/cluster/). */
+async function start(config: Config) {
+  if (config.workers <= 1) return buildApp(config);
+  return startPrimary(config, { workerEntry: fileURLToPath(new URL('./worker.js', import.meta.url)), version: sluiceVersion() });
+}
+
 async function run(file: string): Promise<void> {
   const config = load(file);
-  const app = await buildApp(config);
+  const app = await start(config);
   const log = app.logger;
 
   // SIGHUP: re-read the config file. reload() logs the outcome (problems with
   // FILE:LINE:COL when the file is invalid; the running config stays).
   process.on('SIGHUP', () => {
-    try {
-      app.reload();
-    } catch (err) {
+    Promise.resolve()
+      .then(() => app.reload())
       // Not a config problem (those come back as results): keep serving, say so.
-      log.error({ err }, 'config reload failed unexpectedly; keeping the running config');
-    }
+      .catch((err: unknown) => log.error({ err }, 'config reload failed unexpectedly; keeping the running config'));
   });
 
   // SIGTERM/SIGINT: drain (readiness fails, then the listener closes and
@@ -101,7 +107,8 @@ export async function main(argv: string[]): Promise<void> {
       process.exit(2);
     }
     const config = load(arg);
-    process.stdout.write(`${config.file}: ok (${config.routes.length} route(s), ${config.lanes.length} lane(s))\n`);
+    const workers = config.workers > 1 ? `, ${config.workers} workers` : '';
+    process.stdout.write(`${config.file}: ok (${config.routes.length} route(s), ${config.lanes.length} lane(s)${workers})\n`);
     const warning = adminWarning(config.admin);
     if (warning !== null) process.stderr.write(`${config.file}: warning: ${warning}\n`);
     return;

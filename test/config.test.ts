@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -84,6 +85,7 @@ test('a config with only a route gets every documented default', () => {
   assert.deepEqual(config, {
     file: resolve('minimal.yaml'),
     mode: 'enforce',
+    workers: 1,
     listen: { host: '0.0.0.0', port: 8080 },
     admin: { host: '127.0.0.1', port: 9901, allowedHosts: [] },
     server: { headersTimeoutMs: 10000, requestTimeoutMs: 300000, keepAliveTimeoutMs: 72000, maxHeaderBytes: 16384, maxHeaderCount: 200, bodyIdleTimeoutMs: 30000 },
@@ -346,7 +348,7 @@ test('the result is deeply frozen', () => {
 
 test('unknown keys are reported at the key, with the allowed keys', () => {
   assert.deepEqual(problems(yaml('lisen: { port: 80 }', ...ROUTE)), [
-    'x.yaml:1:1: lisen: unknown key (allowed: mode, listen, admin, server, log, forwarding, lanes, classify, clients, retryAfter, readiness, shutdown, defaults, routes)',
+    'x.yaml:1:1: lisen: unknown key (allowed: mode, workers, listen, admin, server, log, forwarding, lanes, classify, clients, retryAfter, readiness, shutdown, defaults, routes)',
   ]);
   assert.deepEqual(problems(yaml(...ROUTE, '    limit: { initial: 5, maxx: 9 }')), [
     'x.yaml:5:26: routes.0.limit.maxx: unknown key (allowed: algorithm, initial, min, max, window, overloadStatuses, aimd, gradient, little, vegas, hysteresis)',
@@ -703,4 +705,33 @@ test('forwarding, server and log.access values are checked, each problem at its 
     'x.yaml:5:35: routes.0.forwarding.trustedProxies: must be a list of addresses or CIDRs',
     'x.yaml:6:19: routes.0.preserveHost: must be true or false',
   ]);
+});
+
+test('workers: an integer or auto (the cores this process may use), default 1; anything else names the rule', () => {
+  assert.equal(parseConfig(yaml('workers: 3', ...ROUTE), 'x.yaml').workers, 3);
+  assert.equal(parseConfig(yaml('workers: auto', ...ROUTE), 'x.yaml').workers, availableParallelism());
+  for (const bad of ['0', '1.5', '"two"', '2000']) {
+    assert.deepEqual(problems(yaml(`workers: ${bad}`, ...ROUTE)), ['x.yaml:1:10: workers: must be an integer between 1 and 1024, or auto'], bad);
+  }
+});
+
+test('workers: a fixed limit, a client share of it or a queue that would leave a worker with 0 is refused at its key', () => {
+  const route = (extra: string) => yaml('workers: 3', ...ROUTE, extra);
+  assert.deepEqual(problems(route('    limit: { algorithm: fixed, initial: 2 }')), [
+    'x.yaml:6:41: routes.0.limit.initial: a fixed limit of 2 is less than workers (3): it is split exactly across the workers and each needs at least 1 (raise the limit or lower workers)',
+  ]);
+  // 0.5 of 4 is 2 slots per client: fewer than 3 workers.
+  assert.deepEqual(problems(route('    limit: { algorithm: fixed, initial: 4 }')), [
+    'x.yaml:6:41: routes.0.limit.initial: clients.maxShare 0.5 of a fixed limit of 4 is 2 slot(s) per client, fewer than workers (3): split exactly, a worker would get none (raise the limit or clients.maxShare, or lower workers)',
+  ]);
+  assert.doesNotThrow(() => parseConfig(route('    limit: { algorithm: fixed, initial: 6 }'), 'x.yaml'));
+  assert.deepEqual(problems(route('    limit: { max: 2, initial: 2 }')), [
+    'x.yaml:6:19: routes.0.limit.max: limit.max (2) is less than workers (3): the limit\'s bounds are split across the workers and each needs at least 1 (raise limit.max or lower workers)',
+  ]);
+  // A global lane's queue is reported once, at the lane; 0 (never queue) is fine.
+  assert.deepEqual(problems(yaml('workers: 3', 'lanes:', '  - { name: a, queue: { maxLength: 2 } }', '  - { name: b, queue: { maxLength: 0 } }', ...ROUTE)), [
+    'x.yaml:3:36: lanes.0.queue.maxLength: queue.maxLength (2) is less than workers (3): it is split exactly across the workers and a worker would get no queue (use 0 for no queue, or at least 3)',
+  ]);
+  // With one worker none of this applies.
+  assert.doesNotThrow(() => parseConfig(yaml(...ROUTE, '    limit: { algorithm: fixed, initial: 1 }'), 'x.yaml'));
 });

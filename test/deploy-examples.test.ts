@@ -28,6 +28,8 @@ test('deploy/edge/sluice.yaml passes `sluice validate`: several services, per-cl
   assert.ok(new Set(config.routes.map((x) => x.upstream)).size >= 3, 'in front of several services');
   assert.ok('header' in config.clients.key, 'clients are keyed by an API key header');
   assert.ok(config.clients.rate, 'per-client rate');
+  // workers: auto; its limits, client shares and queues split over up to 64 cores.
+  assert.doesNotThrow(() => parseConfig(readFileSync(file, 'utf8').replace('workers: auto', 'workers: 64'), file));
 });
 
 interface K8s {

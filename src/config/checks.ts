@@ -14,7 +14,16 @@ export interface Issue {
   readonly atKey?: boolean;
 }
 
+/** `workers` as loaded: the count (auto resolved) and whether the file said auto. */
+export interface Workers {
+  readonly count: number;
+  readonly auto: boolean;
+}
+
 export interface Parts {
+  readonly workers: Workers | undefined;
+  /** clients.maxShare, when valid. */
+  readonly clientMaxShare: number | undefined;
   readonly lanes: readonly Lane[] | undefined;
   readonly classify: readonly (DeepPartial<Rule> | undefined)[];
   readonly retryAfter: { readonly minSeconds: number; readonly maxSeconds: number } | undefined;
@@ -38,6 +47,8 @@ interface Ctx {
   readonly isSet: (path: Path) => boolean;
   readonly laneNames: readonly string[] | undefined;
   readonly undefinedLane: (lane: string) => string;
+  readonly workers: Workers | undefined;
+  readonly clientMaxShare: number | undefined;
 }
 
 /**
@@ -53,6 +64,8 @@ export function crossChecks(parts: Parts, merged: readonly Merged[], isSet: (pat
     isSet,
     laneNames,
     undefinedLane: (lane) => `lane "${lane}" is not defined in lanes (defined: ${[...new Set(laneNames)].join(', ')})`,
+    workers: parts.workers,
+    clientMaxShare: parts.clientMaxShare,
   };
   topLevelChecks(parts, ctx);
   duplicates(parts.routes.map((r) => r?.name), 'route', ['routes'], ctx.report);
@@ -99,20 +112,68 @@ function routeChecks(route: DeepPartial<Route>, r: number, merged: Merged | unde
     }
   }
   const policy = merged?.policy;
-  if (policy) {
-    const at = (...keys: Path[]) => blame([...keys.map((k) => [...here, ...k]), ...keys.map((k) => ['defaults', ...k])], here);
-    policyChecks(policy, at, report);
-  }
+  const at = (...keys: Path[]) => blame([...keys.map((k) => [...here, ...k]), ...keys.map((k) => ['defaults', ...k])], here);
+  if (policy) policyChecks(policy, at, report);
   const routeLanes = merged?.lanes;
+  // Same messages as the global check, so an unchanged global lane is reported once (see dedupe in load.ts).
+  const laneAt = (i: number, keys: readonly (string | Path)[]) => {
+    const override: Path = [...here, 'lanes', routeLanes![i]!.name];
+    const paths = keys.map((k) => (typeof k === 'string' ? [k] : k));
+    return blame([...paths.map((k) => [...override, ...k]), ...paths.map((k) => ['lanes', i, ...k])], override);
+  };
   if (routeLanes && lanes) {
-    // Same messages as the global check, so an unchanged global lane is reported once (see dedupe in load.ts).
-    const laneAt = (i: number, keys: readonly string[]) => {
-      const override: Path = [...here, 'lanes', routeLanes[i]!.name];
-      return blame([...keys.map((k) => [...override, k]), ...keys.map((k) => ['lanes', i, k])], override);
-    };
     const overridesMinShare = routeLanes.some((l) => isSet([...here, 'lanes', l.name, 'minShare']));
     checkShares(routeLanes, laneAt, overridesMinShare ? [...here, 'lanes'] : ['lanes'], report);
   }
+  const workers = ctx.workers;
+  if (workers && workers.count > 1) splitChecks({ policy, lanes: routeLanes }, workers, ctx.clientMaxShare, { at, laneAt }, report);
+}
+
+/**
+ * With workers > 1 every bound that is split exactly across the workers
+ * (core/split.ts) must leave each worker at least 1: a worker with no slot of
+ * a fixed limit, of a client's share or of a queue would refuse what its
+ * siblings accept. A queue of 0 (never queue) stays 0 everywhere.
+ */
+function splitChecks(
+  merged: Merged,
+  workers: Workers,
+  clientMaxShare: number | undefined,
+  where: { at: (...keys: Path[]) => Path; laneAt: (lane: number, keys: readonly (string | Path)[]) => Path },
+  report: Ctx['report'],
+): void {
+  const n = workers.auto ? `workers (auto: ${workers.count} cores here)` : `workers (${workers.count})`;
+  const limit = merged.policy?.limit;
+  if (limit && limit.algorithm === 'fixed') {
+    if (limit.initial < workers.count) {
+      report(
+        where.at(['limit', 'initial']),
+        `a fixed limit of ${limit.initial} is less than ${n}: it is split exactly across the workers and each needs at least 1 (raise the limit or lower workers)`,
+      );
+    } else if (clientMaxShare !== undefined) {
+      const slots = Math.max(1, Math.ceil(clientMaxShare * limit.initial));
+      if (slots < workers.count) {
+        report(
+          where.at(['limit', 'initial']),
+          `clients.maxShare ${clientMaxShare} of a fixed limit of ${limit.initial} is ${slots} slot(s) per client, fewer than ${n}: split exactly, a worker would get none (raise the limit or clients.maxShare, or lower workers)`,
+        );
+      }
+    }
+  } else if (limit && limit.max < workers.count) {
+    report(
+      where.at(['limit', 'max']),
+      `limit.max (${limit.max}) is less than ${n}: the limit's bounds are split across the workers and each needs at least 1 (raise limit.max or lower workers)`,
+    );
+  }
+  merged.lanes?.forEach((lane, i) => {
+    const max = lane.queue.maxLength;
+    if (max > 0 && max < workers.count) {
+      report(
+        where.laneAt(i, [['queue', 'maxLength']]),
+        `queue.maxLength (${max}) is less than ${n}: it is split exactly across the workers and a worker would get no queue (use 0 for no queue, or at least ${workers.count})`,
+      );
+    }
+  });
 }
 
 /** A merged policy's values against each other; `at` blames the keys the file sets. */

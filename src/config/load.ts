@@ -7,10 +7,11 @@
  * and a dotted path, because fixing a config one error per restart is misery.
  */
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type YAMLError } from 'yaml';
 import * as z from 'zod';
-import { crossChecks, type Issue, type Merged, type Parts, type Path } from './checks.js';
+import { crossChecks, type Issue, type Merged, type Parts, type Path, type Workers } from './checks.js';
 import {
   configSchema,
   laneSchema,
@@ -93,7 +94,7 @@ export function parseConfig(text: string, file: string): Config {
 
   const whole = configSchema.safeParse(raw, { error: plainMessage });
   const issues: Issue[] = whole.success ? [] : whole.error.issues.flatMap(fromZod);
-  const parts = whole.success ? whole.data : salvage(raw);
+  const parts = whole.success ? partsOf(whole.data) : salvage(raw);
   const merged = parts.routes.map((route) => merge(route, parts.defaults, parts.lanes));
   // Where the schema rejected a value, the checks saw the layer below instead; a
   // cross-field message there would be about a value the file does not contain.
@@ -227,7 +228,12 @@ function salvage(raw: Record<string, unknown>): Parts {
   const items = (schema: z.ZodType, value: unknown) =>
     Array.isArray(value) ? value.map((item) => validPart(schema, item)) : [];
   const lanes = configSchema.shape.lanes.safeParse(raw['lanes']);
+  const workers = configSchema.shape.workers.safeParse(raw['workers']);
+  const clients = unwrap(configSchema.shape.clients) as z.ZodObject<{ maxShare: z.ZodType<number> }>;
+  const maxShare = clients.shape.maxShare.safeParse(isPlainObject(raw['clients']) ? raw['clients']['maxShare'] : undefined);
   return {
+    workers: workers.success ? resolveWorkers(workers.data) : undefined,
+    clientMaxShare: maxShare.success ? maxShare.data : undefined,
     lanes: lanes.success ? lanes.data : undefined,
     classify: items(ruleSchema, raw['classify']) as Parts['classify'],
     retryAfter: configSchema.shape.retryAfter.parse(validPart(configSchema.shape.retryAfter, raw['retryAfter']) ?? {}),
@@ -277,6 +283,15 @@ function has(value: unknown, path: Path): boolean {
 }
 
 // ---------------------------------------------------------------- merging and building
+
+/** `workers: auto` is one worker per core this process may use. */
+function resolveWorkers(value: number | 'auto'): Workers {
+  return value === 'auto' ? { count: availableParallelism(), auto: true } : { count: value, auto: false };
+}
+
+function partsOf(data: RawConfig): Parts {
+  return { ...data, workers: resolveWorkers(data.workers), clientMaxShare: data.clients.maxShare };
+}
 
 function merge(
   route: DeepPartial<Route> | undefined,
@@ -332,6 +347,7 @@ function build(data: RawConfig, merged: readonly Merged[], file: string): Config
   return {
     file: file === '' ? '' : resolve(file),
     mode: data.mode,
+    workers: resolveWorkers(data.workers).count,
     listen: data.listen,
     admin: data.admin,
     server: data.server,

@@ -366,9 +366,17 @@ const adminSchema = obj({
     .regex(/^[\x21-\x7e]{16,}$/, 'must be at least 16 printable characters without spaces (e.g. openssl rand -hex 32)')
     .optional(),
 }).prefault({});
+/** Processes serving the proxy port: a count, or `auto` (one per available core, resolved at load). */
+export const MAX_WORKERS = 1024;
+const workersMessage = `must be an integer between 1 and ${MAX_WORKERS}, or auto`;
+const workers = () =>
+  z
+    .union([z.number(), z.literal('auto')], { error: unlessMissing(workersMessage) })
+    .refine((v) => v === 'auto' || (Number.isInteger(v) && v >= 1 && v <= MAX_WORKERS), workersMessage);
 
 export const configSchema = obj({
   mode: oneOf(MODES).default('enforce'),
+  workers: workers().default(1),
   listen: listen('0.0.0.0', 8080),
   admin: adminSchema,
   server: obj({

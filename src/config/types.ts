@@ -185,6 +185,13 @@ export interface RouteConfig {
   readonly forwarding: ForwardingConfig;
   /** Send the client's Host upstream instead of the upstream's own. Default false. */
   readonly preserveHost: boolean;
+  /**
+   * Not a YAML key: set only in one worker's share of the config
+   * (core/split.ts, `workers` > 1) for a fixed limit: this worker's exact part
+   * of the route's per-client slots, max(1, ceil(clients.maxShare x limit)).
+   * Absent: the limiter derives them from its own limit.
+   */
+  readonly clientSlots?: number;
 }
 
 /**
@@ -210,6 +217,12 @@ export interface Config {
   /** Absolute path of the file this was loaded from ('' when built in code). */
   readonly file: string;
   readonly mode: Mode; // default enforce
+  /**
+   * Processes serving the proxy port (default 1: one process, no cluster).
+   * `auto` in the file is resolved at load to os.availableParallelism().
+   * In a worker's share of the config (core/split.ts) this stays the total.
+   */
+  readonly workers: number;
   readonly listen: Listen; // 0.0.0.0:8080
   readonly admin: AdminConfig; // 127.0.0.1:9901
   readonly server: ServerConfig;

@@ -14,12 +14,18 @@
  * A removed route leaves the table (no new requests) and finishes what it
  * holds; its pool, like a replaced one, is retired: it closes once no request
  * that may still use it remains (its gate's pool count reaches 0).
+ *
+ * Two steps: prepareRuntime builds everything new and touches nothing that
+ * runs; commit() applies it to the surviving limiters (in place) and breakers;
+ * abort() closes what the preparation opened.
  */
 import { isDeepStrictEqual } from 'node:util';
 import type { Config } from '../config/types.js';
 import type { Limit } from '../core/limit/limit.js';
 import type { RouteChanges } from '../observability/state.js';
+import type { Pool } from 'undici';
 import {
+  adoptBreakers,
   createRouteRuntime,
   limitFor,
   limiterPolicy,
@@ -49,13 +55,26 @@ export interface NextRuntime {
 }
 
 /**
- * The runtime for a reloaded `config`, carrying over what `prev` has learned
- * and counts (see the file comment). Everything new is built before any
- * running limiter is touched, so a failure leaves `prev` exactly as it was.
+ * A next runtime built but not in force: nothing running has changed yet.
+ * `commit()` or `abort()`, once. A reload across workers prepares in every
+ * worker first and commits only when all of them could (instance/cluster/).
  */
-export function nextRuntime(prev: Runtime, config: Config, deps: RuntimeDeps): NextRuntime {
+export interface PreparedRuntime extends NextRuntime {
+  /** Applies it to what keeps running (reconfigures surviving limiters, adopts breakers, closes a replaced rate store); swap it in right after. */
+  commit(): void;
+  /** Lets it go: closes what it opened (new pools, a new rate store); the running runtime is untouched. */
+  abort(): Promise<void>;
+}
+
+/**
+ * The runtime for a reloaded `config`, carrying over what `prev` has learned
+ * and counts (see the file comment), prepared: every new part is built, no
+ * running limiter, breaker or store is touched until `commit()`.
+ */
+export function prepareRuntime(prev: Runtime, config: Config, deps: RuntimeDeps): PreparedRuntime {
   const byName = new Map(prev.routes.map((r) => [r.cfg.name, r]));
   const retired: Retired[] = [];
+  const opened: Pool[] = [];
   const changes = { added: [] as string[], removed: [] as string[], changed: [] as string[], unchanged: [] as string[], limitReset: [] as string[] };
   const policyChanged =
     config.clients.maxShare !== prev.config.clients.maxShare || !isDeepStrictEqual(config.retryAfter, prev.config.retryAfter);
@@ -68,7 +87,9 @@ export function nextRuntime(prev: Runtime, config: Config, deps: RuntimeDeps): N
     const old = byName.get(cfg.name);
     if (old === undefined) {
       changes.added.push(cfg.name);
-      return createRouteRuntime(cfg, shared);
+      const route = createRouteRuntime(cfg, shared);
+      opened.push(route.pool);
+      return route;
     }
     byName.delete(cfg.name);
     if (isDeepStrictEqual(old.cfg, cfg) && !policyChanged) {
@@ -89,7 +110,9 @@ export function nextRuntime(prev: Runtime, config: Config, deps: RuntimeDeps): N
     const samePool = old.cfg.upstream === cfg.upstream && isDeepStrictEqual(old.cfg.timeouts, cfg.timeouts);
     if (samePool) return routeRuntime(cfg, old.limiter, old.pool, old.poolUse, breaker, shared);
     retired.push({ route: old, why: 'replaced' });
-    return routeRuntime(cfg, old.limiter, createPool(cfg), { active: 0 }, breaker, shared);
+    const pool = createPool(cfg);
+    opened.push(pool);
+    return routeRuntime(cfg, old.limiter, pool, { active: 0 }, breaker, shared);
   });
   for (const old of byName.values()) {
     changes.removed.push(old.cfg.name);
@@ -97,8 +120,33 @@ export function nextRuntime(prev: Runtime, config: Config, deps: RuntimeDeps): N
   }
 
   const runtime = runtimeOf(config, routes, clientRate);
-  for (const apply of reconfigure) apply();
-  // A replaced shared store's connection ends; requests still waiting on it are answered by its local bucket.
-  if (clientRate !== prev.clientRate) void prev.clientRate?.close();
-  return { runtime, retired, changes };
+  let done = false;
+  const once = (what: string) => {
+    if (done) throw new Error(`prepared runtime: ${what} after it was committed or aborted`);
+    done = true;
+  };
+  return {
+    runtime,
+    retired,
+    changes,
+    commit() {
+      once('commit');
+      for (const apply of reconfigure) apply();
+      adoptBreakers(runtime);
+      // A replaced shared store's connection ends; requests still waiting on it are answered by its local bucket.
+      if (clientRate !== prev.clientRate) void prev.clientRate?.close();
+    },
+    async abort() {
+      once('abort');
+      await Promise.all(opened.map((p) => p.close().catch(() => undefined)));
+      if (clientRate !== prev.clientRate) await clientRate?.close();
+    },
+  };
+}
+
+/** prepareRuntime and commit at once (one process: nothing to agree with). */
+export function nextRuntime(prev: Runtime, config: Config, deps: RuntimeDeps): NextRuntime {
+  const prepared = prepareRuntime(prev, config, deps);
+  prepared.commit();
+  return prepared;
 }

@@ -4,15 +4,22 @@
  * file:line:col. Otherwise the next runtime is built from the running one
  * (./next-runtime.ts: surviving routes keep their limiter,
  * breaker and pool) and swapped in between two requests. Settings that
- * cannot change in a running process (listener addresses, log format) are
- * named as warnings.
+ * cannot change in a running process (listener addresses, log format, the
+ * number of workers) are named as warnings.
+ *
+ * In steps, so that a reload across workers validates once (the primary
+ * reads the file) and applies everywhere or nowhere (instance/cluster/):
+ *   readReload      the file → a validated Config and its warnings, or the error result
+ *   prepareReload   the next runtime built; nothing running has changed
+ *   commit / abort  swap it in (and follow the log level) / let it go
+ * reloadConfig does all three in one process.
  */
 import type { Logger } from 'pino';
 import { ConfigError, formatProblems, loadConfig } from '../config/load.js';
 import type { Config } from '../config/types.js';
-import type { ReloadResult } from '../observability/state.js';
+import type { ReloadResult, RouteChanges } from '../observability/state.js';
 import type { RuntimeDeps } from '../proxy/runtime.js';
-import { nextRuntime } from './next-runtime.js';
+import { prepareRuntime } from './next-runtime.js';
 import type { Runtimes } from './runtimes.js';
 
 export interface ReloadDeps {
@@ -24,6 +31,14 @@ export interface ReloadDeps {
   /** Whether the log level follows the file (the logger was built from it, not injected). */
   readonly ownLogger: boolean;
   readonly draining: () => boolean;
+}
+
+export type ReloadError = Extract<ReloadResult, { result: 'error' }>;
+
+/** A validated config ready to be prepared, with what it cannot apply. */
+export interface ReadReload {
+  readonly config: Config;
+  readonly warnings: readonly string[];
 }
 
 /** Settings a reload cannot apply to a running process: each becomes a warning. */
@@ -38,13 +53,13 @@ function unappliable(running: Config, next: Config): string[] {
     }
   }
   if (running.log.pretty !== next.log.pretty) warnings.push('log.pretty: cannot change on reload (restart to apply)');
+  if (running.workers !== next.workers) warnings.push(`workers: cannot change on reload; still ${running.workers} (restart to run ${next.workers})`);
   return warnings;
 }
 
-/** Reloads `file`; never throws for a bad file (its problems are the result). */
-export function reloadConfig(file: string, deps: ReloadDeps): ReloadResult {
-  const { log } = deps;
-  if (deps.draining()) {
+/** Reads and validates `file`; never throws for a bad file (its problems are the error result). */
+export function readReload(file: string, started: Config, draining: boolean, log: Logger): ReadReload | ReloadError {
+  if (draining) {
     log.warn({ file }, 'config reload refused: draining');
     return { result: 'error', reason: 'draining', file, message: 'draining: not reloading', problems: [] };
   }
@@ -57,11 +72,45 @@ export function reloadConfig(file: string, deps: ReloadDeps): ReloadResult {
     log.error({ file, problems: message.split('\n') }, `config reload failed: ${err.problems.length} problem(s); keeping the running config`);
     return { result: 'error', reason: 'invalid_config', file, message, problems: err.problems };
   }
-  const warnings = unappliable(deps.started, next);
-  const swap = nextRuntime(deps.runtimes.current, next, deps.runtimeDeps);
-  deps.runtimes.swap(swap);
-  if (deps.ownLogger) log.level = next.log.level;
-  for (const w of warnings) log.warn({ file: next.file }, `config reload: ${w}`);
-  log.info({ file: next.file, ...swap.changes }, 'config reloaded');
-  return { result: 'success', file: next.file, routes: swap.changes, warnings };
+  // A reload keeps the worker count it started with: the shares are split by it.
+  return { config: next, warnings: unappliable(started, next) };
+}
+
+/** A reload built on this process's runtimes, not yet in force. */
+export interface PreparedReload {
+  readonly changes: RouteChanges;
+  /** Swaps the next runtime in (between two requests) and follows the file's log level. */
+  commit(): void;
+  abort(): Promise<void>;
+}
+
+/** Builds the runtime for `next`; throws only on an unexpected failure (nothing running changes then either). */
+export function prepareReload(next: Config, deps: ReloadDeps): PreparedReload {
+  const prepared = prepareRuntime(deps.runtimes.current, next, deps.runtimeDeps);
+  return {
+    changes: prepared.changes,
+    commit() {
+      prepared.commit();
+      deps.runtimes.swap(prepared);
+      if (deps.ownLogger) deps.log.level = next.log.level;
+    },
+    abort: () => prepared.abort(),
+  };
+}
+
+/** The success result, logged: the warnings, then what changed. */
+export function reloaded(read: ReadReload, changes: RouteChanges, log: Logger): ReloadResult {
+  const file = read.config.file;
+  for (const w of read.warnings) log.warn({ file }, `config reload: ${w}`);
+  log.info({ file, ...changes }, 'config reloaded');
+  return { result: 'success', file, routes: changes, warnings: read.warnings };
+}
+
+/** Reloads `file` in this process; never throws for a bad file (its problems are the result). */
+export function reloadConfig(file: string, deps: ReloadDeps): ReloadResult {
+  const read = readReload(file, deps.started, deps.draining(), deps.log);
+  if ('result' in read) return read;
+  const prepared = prepareReload(read.config, deps);
+  prepared.commit();
+  return reloaded(read, prepared.changes, deps.log);
 }

@@ -24,11 +24,14 @@ import { LIVE_PAGE } from './live-page.js';
 import type { NotReady } from './readiness.js';
 import type { AdminState, ReloadResult } from './state.js';
 
+/** A value now, or later (with workers > 1 the primary asks its workers first). */
+type Answer<T> = T | Promise<T>;
+
 export interface AdminOptions {
   readonly logger: Logger;
-  readonly state: () => AdminState;
+  readonly state: () => Answer<AdminState>;
   /** Why the instance is not ready (a reason code, or a reason with details), or null when it is. */
-  readonly notReadyReason: () => string | NotReady | null;
+  readonly notReadyReason: () => Answer<string | NotReady | null>;
   /**
    * The Prometheus exposition; /metrics answers 404 without it. `routeTotals`
    * (the metrics' cumulative counters per route) feeds the history's rates and
@@ -39,18 +42,20 @@ export interface AdminOptions {
     render(): Promise<string>;
     routeTotals?(route: string, lanes: readonly string[]): RouteTotals;
   };
+  /** The history's input, when it is not state() with metrics.routeTotals (the primary of workers sums its workers'). */
+  readonly snapshot?: () => Promise<Snapshot>;
   /** Runs the history's once-a-second sampling (default: the process clock). */
   readonly clock?: Clock;
   /** Who may use the browser-facing and POST endpoints (admin-guard.ts); read per request, so reloads apply. */
   readonly access: () => AdminAccess;
   /** POST /admin/reload: re-reads the config file; absent, the endpoint is not offered. */
-  readonly reload?: () => ReloadResult;
+  readonly reload?: () => Answer<ReloadResult>;
 }
 
-/** 200 reloaded (warnings, if any, in the body); 422 the file is invalid (running config kept); 409 draining. */
+/** 200 reloaded (warnings, if any, in the body); 422 the file is invalid (running config kept); 409 draining; 503 a worker could not take it (none did). */
 function reloadStatus(r: ReloadResult): number {
   if (r.result === 'success') return 200;
-  return r.reason === 'draining' ? 409 : 422;
+  return r.reason === 'draining' ? 409 : r.reason === 'workers' ? 503 : 422;
 }
 
 /** How often the history samples, and how many samples it keeps (5 minutes). */
@@ -58,10 +63,11 @@ const HISTORY_EVERY_MS = 1000;
 const HISTORY_CAPACITY = 300;
 
 /** The history's input: the state /admin/state shows, with each route's cumulative counters. */
-function snapshot(opts: AdminOptions): Snapshot {
-  const s = opts.state();
+async function snapshot(opts: AdminOptions): Promise<Snapshot> {
+  if (opts.snapshot !== undefined) return opts.snapshot();
+  const s = await opts.state();
   const totals = opts.metrics?.routeTotals?.bind(opts.metrics);
-  const notReady = opts.notReadyReason();
+  const notReady = await opts.notReadyReason();
   return {
     ready: s.ready && notReady === null,
     draining: s.draining,
@@ -75,12 +81,16 @@ function withHistory(admin: FastifyInstance, opts: AdminOptions, log: FastifyBas
   const history = new History(HISTORY_CAPACITY);
   const clock = opts.clock ?? systemClock;
   let timer: Timer | undefined;
+  let busy = false;
   const sample = () => {
-    try {
-      history.record({ mono: clock.now(), unix: Date.now() }, snapshot(opts));
-    } catch (err) {
-      log.error({ err }, 'live history: sampling failed');
-    }
+    // A sample that takes longer than the interval (workers slow to answer) is not stacked on.
+    if (busy) return;
+    busy = true;
+    const taken = clock.now();
+    snapshot(opts)
+      .then((s) => history.record({ mono: taken, unix: Date.now() }, s))
+      .catch((err: unknown) => log.error({ err }, 'live history: sampling failed'))
+      .finally(() => (busy = false));
   };
   admin.addHook('onReady', async () => {
     timer ??= sampleEvery(clock, HISTORY_EVERY_MS, sample);
@@ -95,7 +105,7 @@ export function buildAdmin(opts: AdminOptions): FastifyInstance {
   const history = withHistory(admin, opts, admin.log);
   admin.get('/healthz', async () => ({ status: 'ok' }));
   admin.get('/readyz', async (_req, reply) => {
-    const r = opts.notReadyReason();
+    const r = await opts.notReadyReason();
     if (r !== null) {
       const body = typeof r === 'string' ? { reason: r } : r;
       return reply.code(503).header('cache-control', 'no-store').send({ status: 'not_ready', ...body });
@@ -109,7 +119,7 @@ export function buildAdmin(opts: AdminOptions): FastifyInstance {
       return reply.type(metrics.contentType).header('cache-control', 'no-store').send(text);
     });
   }
-  admin.get('/admin/state', async (_req, reply) => reply.header('cache-control', 'no-store').send(opts.state()));
+  admin.get('/admin/state', async (_req, reply) => reply.header('cache-control', 'no-store').send(await opts.state()));
   admin.get<{ Querystring: { since?: string } }>('/admin/history', async (req, reply) => {
     const since = Number(req.query.since ?? 0);
     const samples = history.since(Number.isFinite(since) ? since : 0);
@@ -126,7 +136,7 @@ export function buildAdmin(opts: AdminOptions): FastifyInstance {
   const reload = opts.reload;
   if (reload !== undefined) {
     admin.post('/admin/reload', async (_req, reply) => {
-      const r = reload();
+      const r = await reload();
       return reply.code(reloadStatus(r)).header('cache-control', 'no-store').send(r);
     });
   }

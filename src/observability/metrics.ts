@@ -79,6 +79,12 @@ export interface MetricsOptions {
   readonly suppressedLogLines?: () => number;
   /** The shared client rate store: true while it is asked (connected, not suspended), false while failing open; null when there is none. */
   readonly rateStoreUp?: () => boolean | null;
+  /**
+   * sluice_info and the config reload metrics (default true). A worker leaves
+   * them out: the primary owns reloads and reports them once for the instance
+   * (instance/cluster/), where every other series is summed over the workers.
+   */
+  readonly perInstance?: boolean;
 }
 
 /** Totals per lane for /admin/state (the live page derives rates from them). */
@@ -172,9 +178,11 @@ export class Metrics implements ProxyEvents {
 
   constructor(private readonly opts: MetricsOptions) {
     const r = this.registry;
-    for (const f of [this.requests, this.rejections, this.settled, this.queueWait, this.latency, this.retryAfter, this.upstreamErrors, this.clientErrors, this.reloads, this.rateStoreErrors]) {
+    const perInstance = opts.perInstance ?? true;
+    for (const f of [this.requests, this.rejections, this.settled, this.queueWait, this.latency, this.retryAfter, this.upstreamErrors, this.clientErrors, this.rateStoreErrors]) {
       r.registerMetric(f.asMetric());
     }
+    if (perInstance) r.registerMetric(this.reloads.asMetric());
     for (const code of CLIENT_ERROR_CODES) this.clientErrorCells.set(code, this.clientErrors.cell(code));
     this.reloads.cell('success');
     this.reloads.cell('error');
@@ -199,6 +207,8 @@ export class Metrics implements ProxyEvents {
         help: 'The shared client rate store (clients.rate.store): 1 while it is asked, 0 while requests are decided by the local buckets (down or suspended). No sample without a shared store.',
         labelNames: ['store'],
         registers: [r],
+        // Across workers: 0 while any worker fails open.
+        aggregator: 'min',
         collect() {
           const up = storeUp();
           this.reset();
@@ -207,15 +217,22 @@ export class Metrics implements ProxyEvents {
       });
     }
 
-    new Gauge({
-      name: 'sluice_info',
-      help: 'Build information: always 1, labelled with the Sluice version.',
-      labelNames: ['version'],
-      registers: [r],
-    }).set({ version: opts.version }, 1);
+    if (perInstance) {
+      new Gauge({
+        name: 'sluice_info',
+        help: 'Build information: always 1, labelled with the Sluice version.',
+        labelNames: ['version'],
+        registers: [r],
+        aggregator: 'first',
+      }).set({ version: opts.version }, 1);
+    }
 
     const configs = this.routeConfigs;
-    registerStateGauges(r, { routes: () => this.scrapeRoutes(), routeConfig: (name) => configs.get(name), lastReload: () => this.lastReload });
+    registerStateGauges(r, {
+      routes: () => this.scrapeRoutes(),
+      routeConfig: (name) => configs.get(name),
+      lastReload: perInstance ? () => this.lastReload : undefined,
+    });
 
     for (const m of sharedProcessMetrics()) r.registerMetric(m);
   }

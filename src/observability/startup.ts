@@ -29,8 +29,9 @@ function routeText(r: RouteConfig, config: Config): string {
 export function startupLine(config: Config, urls: { proxyUrl: string; adminUrl: string }, version: string): StartupLine {
   const n = config.routes.length;
   const mode = config.mode === 'shadow' ? ' in shadow mode (nothing is refused)' : '';
+  const workers = config.workers > 1 ? ` with ${config.workers} workers` : '';
   const msg =
-    `sluice ${version} listening on ${urls.proxyUrl}, admin on ${urls.adminUrl}${mode}, ` +
+    `sluice ${version} listening on ${urls.proxyUrl}${workers}, admin on ${urls.adminUrl}${mode}, ` +
     `${n} route${n === 1 ? '' : 's'}: ${config.routes.map((r) => routeText(r, config)).join(', ')}`;
   const fields = {
     event: 'started',
@@ -39,6 +40,7 @@ export function startupLine(config: Config, urls: { proxyUrl: string; adminUrl: 
     admin: urls.adminUrl,
     config: config.file,
     mode: config.mode,
+    workers: config.workers,
     routes: config.routes.map((r) => ({
       name: r.name,
       ...(r.match.host !== undefined && { host: r.match.host }),

@@ -48,7 +48,7 @@ export interface RouteState {
 /** The last reload attempt, as /admin/state shows it. */
 export type LastReload =
   | { readonly at: string; readonly result: 'success'; readonly file: string; readonly warnings: readonly string[] }
-  | { readonly at: string; readonly result: 'error'; readonly reason: 'invalid_config' | 'draining'; readonly file: string; readonly message: string };
+  | { readonly at: string; readonly result: 'error'; readonly reason: Extract<ReloadResult, { result: 'error' }>['reason']; readonly file: string; readonly message: string };
 
 export interface AdminState {
   readonly version: string;
@@ -59,6 +59,29 @@ export interface AdminState {
   readonly lastReload: LastReload | null;
   readonly ready: boolean;
   readonly draining: boolean;
+  /** With workers > 1: every route summed over the workers (observability/cluster-view.ts). */
+  readonly routes: readonly RouteState[];
+  /** With workers > 1: each worker, its own routes included; absent with one process. */
+  readonly workers?: readonly WorkerState[];
+}
+
+/**
+ * A worker as the primary sees it. starting: forked, not serving yet; ready:
+ * serving; unresponsive: did not answer this sample in time (its routes are
+ * its last answer's); down: dead, waiting for its replacement (backoff);
+ * draining: shutting down with the instance.
+ */
+export type WorkerStatus = 'starting' | 'ready' | 'unresponsive' | 'down' | 'draining';
+
+export interface WorkerState {
+  /** Its place among the workers (its share of every split bound, core/split.ts); a replacement keeps it. */
+  readonly index: number;
+  readonly pid: number | null;
+  readonly status: WorkerStatus;
+  /** Times a worker in this place died and was replaced since start. */
+  readonly restarts: number;
+  /** Its own readiness (backlog), null when ready. */
+  readonly notReady: string | Readonly<Record<string, unknown>> | null;
   readonly routes: readonly RouteState[];
 }
 
@@ -84,8 +107,12 @@ export type ReloadResult =
     }
   | {
       readonly result: 'error';
-      /** invalid_config: the file has problems (listed); draining: the instance is shutting down. */
-      readonly reason: 'invalid_config' | 'draining';
+      /**
+       * invalid_config: the file has problems (listed); draining: the instance
+       * is shutting down; workers: a worker could not take the new config in
+       * time (or failed to), so no worker switched (workers > 1).
+       */
+      readonly reason: 'invalid_config' | 'draining' | 'workers';
       readonly file: string;
       /** Every problem as FILE:LINE:COL: path: message, one per line. */
       readonly message: string;

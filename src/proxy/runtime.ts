@@ -74,6 +74,7 @@ export function limiterPolicy(cfg: RouteConfig, config: Config): LimiterPolicy {
   return {
     lanes: cfg.lanes,
     clientMaxShare: config.clients.maxShare,
+    clientSlots: cfg.clientSlots,
     clientWeights: config.clients.weights,
     retryAfter: config.retryAfter,
     // The shed signal is measured over the limit's window length.
@@ -124,9 +125,19 @@ export function routeRuntime(cfg: RouteConfig, limiter: Limiter, pool: Pool, poo
     laneNames: cfg.lanes.map((l) => l.name),
     headerPolicy: headerPolicy(cfg.forwarding, cfg.preserveHost),
   };
-  const owner = breaker === null ? undefined : breakerOwner.get(breaker);
-  if (owner !== undefined) owner.route = route;
   return route;
+}
+
+/**
+ * From now on each route's breaker reports its state changes under that
+ * route. Called when a runtime goes into service (not when a reload merely
+ * prepares one: a prepared runtime that is aborted must leave no trace).
+ */
+export function adoptBreakers(rt: Runtime): void {
+  for (const route of rt.routes) {
+    const owner = route.breaker === null ? undefined : breakerOwner.get(route.breaker);
+    if (owner !== undefined) owner.route = route;
+  }
 }
 
 export function createRouteRuntime(cfg: RouteConfig, shared: Shared): RouteRuntime {
@@ -163,9 +174,11 @@ export async function closeRuntime(rt: Runtime): Promise<void> {
 
 export function createRuntime(config: Config, deps: RuntimeDeps): Runtime {
   const shared: Shared = { config, clientRate: newClientRate(config, deps), deps };
-  return runtimeOf(
+  const rt = runtimeOf(
     config,
     config.routes.map((r) => createRouteRuntime(r, shared)),
     shared.clientRate,
   );
+  adoptBreakers(rt);
+  return rt;
 }

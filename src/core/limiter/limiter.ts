@@ -113,6 +113,11 @@ export interface LimiterPolicy {
   readonly lanes: readonly LaneConfig[];
   /** clients.maxShare */
   readonly clientMaxShare: number;
+  /**
+   * Slots per client, fixed (one worker's exact share of a fixed limit's
+   * client slots, core/split.ts); absent: max(1, ceil(clientMaxShare x limit)).
+   */
+  readonly clientSlots?: number;
   /** clients.weights: DRR weights in fair lanes (unlisted clients weigh 1). */
   readonly clientWeights?: Readonly<Record<string, number>>;
   readonly retryAfter: RetryAfterConfig;
@@ -575,7 +580,7 @@ export class Limiter {
       // A retired lane reserves nothing: it only finishes what it holds.
       l.minSlots = l.cfg.minShare > 0 && i < this.active ? Math.max(1, Math.ceil(l.cfg.minShare * limit)) : 0;
     }
-    this.clientSlots = Math.max(1, Math.ceil(this.opts.clientMaxShare * limit));
+    this.clientSlots = this.opts.clientSlots ?? Math.max(1, Math.ceil(this.opts.clientMaxShare * limit));
     this.drain();
   }
 
