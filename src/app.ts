@@ -21,7 +21,7 @@ import { createLogger } from './observability/logger.js';
 import { Metrics } from './observability/metrics.js';
 import { backlogVerdict, type NotReady } from './observability/readiness.js';
 import { SampledLog } from './observability/sampled-log.js';
-import { InstanceInfo, routeState, type AdminState, type ReloadResult } from './observability/state.js';
+import { InstanceInfo, routeState, type AdminState, type ReloadResult, type RouteState } from './observability/state.js';
 import { teeEvents, type ProxyEvents } from './proxy/events.js';
 import type { Lifecycle } from './proxy/lifecycle.js';
 import { buildProxyListener } from './proxy/listener.js';
@@ -107,13 +107,32 @@ function runtimeDeps(clock: Clock, random: Random, deps: AppDeps, logger: Logger
   };
 }
 
+function loggerFor(config: Config, share: WorkerShare): Logger {
+  const logger = createLogger(config.log);
+  // A worker's lines say which worker wrote them (the primary's do not carry `worker`).
+  return share.count > 1 ? logger.child({ worker: share.index }) : logger;
+}
+
+/** The instance's metrics; a worker leaves the per-instance series (sluice_info, reloads) to its primary. */
+function instanceMetrics(routes: () => readonly RouteState[], refusalLog: SampledLog, runtimes: () => Runtimes, share: WorkerShare): Metrics {
+  return new Metrics({
+    version: sluiceVersion(),
+    routes,
+    suppressedLogLines: () => refusalLog.suppressedTotal,
+    rateStoreUp: () => {
+      const s = runtimes().current.clientRate?.stats() ?? null;
+      return s === null ? null : s.state === 'up';
+    },
+    perInstance: share.count === 1,
+  });
+}
+
 export async function buildApp(whole: Config, deps: AppDeps = {}): Promise<Sluice> {
   const share = deps.share ?? WHOLE;
   const config = workerConfig(whole, share);
   const clock = deps.clock ?? systemClock;
   const random = deps.random ?? Math.random;
-  // A worker's lines say which worker wrote them (the primary's do not carry `worker`).
-  const logger = deps.logger ?? (share.count > 1 ? createLogger(config.log).child({ worker: share.index }) : createLogger(config.log));
+  const logger = deps.logger ?? loggerFor(config, share);
   const lifecycle: Lifecycle = { phase: 'serving' };
   const draining = () => lifecycle.phase !== 'serving';
   const refusalLog = new SampledLog(clock, 20);
@@ -125,16 +144,7 @@ export async function buildApp(whole: Config, deps: AppDeps = {}): Promise<Sluic
     draining: draining(),
     routes: runtimes.current.routes.map((r) => routeState(r, (route, lane) => metrics.laneTotals(route, lane))),
   });
-  const metrics = new Metrics({
-    version: sluiceVersion(),
-    routes: () => state().routes,
-    suppressedLogLines: () => refusalLog.suppressedTotal,
-    rateStoreUp: () => {
-      const s = runtimes.current.clientRate?.stats() ?? null;
-      return s === null ? null : s.state === 'up';
-    },
-    perInstance: share.count === 1,
-  });
+  const metrics = instanceMetrics(() => state().routes, refusalLog, () => runtimes, share);
   const events = deps.events ? teeEvents(metrics, deps.events) : metrics;
   const rtDeps = runtimeDeps(clock, random, deps, logger, events, metrics);
   const runtimes = new Runtimes(createRuntime(config, rtDeps), clock, logger);
@@ -182,7 +192,11 @@ export async function buildApp(whole: Config, deps: AppDeps = {}): Promise<Sluic
     notReady,
     config: () => runtimes.current.config,
     reload,
-    prepare: (next) => prepareReload(workerConfig(next, share), reloadDeps),
+    prepare(next) {
+      // As reload() does: the metrics follow the routes in force.
+      const p = prepareReload(workerConfig(next, share), reloadDeps);
+      return { ...p, commit: () => (p.commit(), metrics.bindRoutes(runtimes.current.routes)) };
+    },
     drain: () => (drained ??= drain(drainDeps)),
     close: () => (drained !== null ? drained.then(() => undefined) : closeNow(drainDeps)),
   };
