@@ -150,7 +150,8 @@ routes:
   try {
     assert.equal((await send(`${s.url}/dead/x`)).status, 502);
     assert.equal((await send(`${s.url}/reset`)).status, 502);
-    assert.equal((await send(`${s.url}/delay/1000`)).status, 504);
+    // 150 ms against 3 s: a loaded machine may starve the timer for a while, not for seconds.
+    assert.equal((await send(`${s.url}/delay/3000`)).status, 504);
     assert.deepEqual(rec.upstreamErrors, ['upstream_refused', 'upstream_reset', 'upstream_timeout']);
     await eventually(() => rec.settled.length === 3, 'all settled');
     assert.deepEqual(rec.settled, ['ignore', 'ignore', 'dropped']);
