@@ -1,6 +1,7 @@
 /**
  * Tests for the demo building blocks: the capacity-limited upstream and the
- * open-loop load generator. Everything listens on 127.0.0.1:0 and is closed in
+ * open-loop load generator; then the demo itself, shortened: the same load
+ * without and with Sluice, side by side. Everything listens on 127.0.0.1:0 and is closed in
  * `finally` blocks so a failing assertion never leaves a server running.
  * Timing checks are deliberately loose (order-of-magnitude), since these run
  * on shared CI machines.
@@ -9,7 +10,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Agent, request } from 'undici';
 import { startCapacityUpstream } from '../src/demo/upstream.js';
-import { runOpenLoop, formatSecondTable, formatSummary, type SecondStats } from '../src/demo/load.js';
+import { runOpenLoop, formatSummary, type RequestResult, type SecondStats } from '../src/demo/load.js';
+import { runTarget } from '../src/demo/compare.js';
+import { Tally, type DemoSetup } from '../src/demo/phases.js';
+import { formatComparison, formatVerdict, SIDE_COLUMNS } from '../src/demo/report.js';
 
 async function get(agent: Agent, url: string, signal?: AbortSignal): Promise<{ status: number; body: unknown; ms: number }> {
   const started = performance.now();
@@ -172,10 +176,6 @@ test('open-loop generator offers the configured rate per stream and reports comp
     assert.equal(result.seconds.reduce((n, s) => n + s.total.offered, 0), result.summary.total.offered);
     assert.equal(upstream.stats().served, result.summary.total.ok);
 
-    const table = formatSecondTable(result.seconds);
-    assert.match(table, /^\s*t\s+stream\s+offered\s+ok\s+429\s+503\s+other/);
-    assert.match(table, /interactive/);
-    assert.match(table, /total/);
     const summary = formatSummary(result);
     assert.match(summary, /batch/);
     assert.match(summary, /p99ok/);
@@ -233,4 +233,78 @@ test('open-loop generator refuses non-loopback targets', async () => {
     runOpenLoop({ url: 'http://example.com', durationMs: 100, streams: [{ name: 'x', ratePerSecond: 1, path: '/' }] }),
     /non-loopback/,
   );
+});
+
+// ---------------------------------------------------------------- the demo: without and with Sluice
+
+const SETUP: DemoSetup = {
+  workers: 8,
+  serviceMs: 50,
+  interactiveShare: 0.3,
+  clientTimeoutMs: 1000,
+  algorithm: null,
+  phases: [
+    { name: 'normal', seconds: 1, load: 0.5, serviceFactor: 1 },
+    { name: 'overload', seconds: 2, load: 3, serviceFactor: 1 },
+    { name: 'slowdown', seconds: 1, load: 0.5, serviceFactor: 3 },
+  ],
+};
+
+const answer = (stream: string, atMs: number, status: number | null, latencyMs: number, kind: RequestResult['kind'] = 'response'): RequestResult => ({ stream, atMs, status, latencyMs, kind });
+
+test('the tally counts each arrival in the phase it arrived in, and useful answers in the phase they reached the client', () => {
+  const t = new Tally(SETUP);
+  t.add(answer('interactive', 100, 200, 50)); // normal, useful in normal
+  t.add(answer('interactive', 900, 200, 300)); // arrived in normal, answered in overload
+  t.add(answer('interactive', 950, 503, 1)); // refused
+  t.add(answer('interactive', 990, null, 1000, 'timeout')); // gave up
+  t.add(answer('batch', 1500, 200, 20));
+  t.add(answer('batch', 3900, 200, 500)); // answered after the last phase: useful nowhere
+  const [normal, overload, slowdown] = t.results([10, 40, 1]);
+  const overloadS = SETUP.phases[1]!.seconds;
+  assert.ok(normal && overload && slowdown);
+  assert.deepEqual(normal.lanes.interactive, { offered: 4, okPct: 50, refusedPct: 25, gaveUpPct: 25, p99OkMs: 300, usefulPerSecond: 1 });
+  assert.equal(overload.lanes.interactive.usefulPerSecond, 1 / overloadS);
+  assert.deepEqual(overload.lanes.batch, { offered: 1, okPct: 100, refusedPct: 0, gaveUpPct: 0, p99OkMs: 20, usefulPerSecond: 1 / overloadS });
+  assert.deepEqual(normal.upstream, { servedPerSecond: 10, usefulPct: 10 });
+  assert.deepEqual(overload.upstream, { servedPerSecond: 40 / overloadS, usefulPct: 5 });
+  assert.equal(slowdown.lanes.batch.offered, 1);
+  assert.equal(slowdown.lanes.batch.usefulPerSecond, 0);
+});
+
+test('the demo runs the same load without and with Sluice; Sluice keeps more interactive requests answered in the overload', { timeout: 120_000 }, async () => {
+  const lines: string[] = [];
+  const bare = await runTarget('bare', SETUP, (l) => lines.push(l));
+  const sluice = await runTarget('sluice', SETUP, (l) => lines.push(l));
+
+  // Sluice's start-up line (the real CLI runs it), then a labelled line per second of each run.
+  const seconds = SETUP.phases.reduce((n, p) => n + p.seconds, 0);
+  assert.equal(lines.length, 2 * seconds + 1);
+  assert.match(lines[seconds] ?? '', /^sluice \S+ listening on http:\/\/127\.0\.0\.1:\d+, admin on http:\/\/127\.0\.0\.1:\d+, 1 route: demo → /);
+  lines.splice(seconds, 1);
+  for (const l of lines) assert.match(l, /^ *\d+ s (normal|overload|slowdown) +\| interactive: \d+ sent, \d+ ok \(p99 [^)]+\), \d+ refused, \d+ gave up \| batch: .* \| upstream: \d+\/8 busy, \d+ queued/);
+  assert.ok(lines.slice(seconds).every((l) => / \| sluice: limit \d+, in flight \d+, queued \d+, rtt /.test(l)), 'the Sluice run says its limit');
+
+  // The table: a title naming both sides, labelled columns for each, three rows per phase.
+  const table = formatComparison(bare, sluice).split('\n');
+  assert.match(table[0] ?? '', /\| without admission control: bare @fastify\/http-proxy .*\| with sluice, limit \w+ starting at \d+/);
+  const header = (table[1] ?? '').split(/ {2,}|\|/).map((c) => c.trim()).filter((c) => c !== '');
+  assert.deepEqual(header, ['phase', 'lane', 'offered/s', ...SIDE_COLUMNS, ...SIDE_COLUMNS]);
+  assert.equal(table.length, 2 + 3 * SETUP.phases.length);
+  SETUP.phases.forEach((p, i) => {
+    const [a, b, u] = table.slice(2 + 3 * i, 5 + 3 * i);
+    assert.match(a ?? '', new RegExp(`^${p.name} +interactive +\\d+ +\\|( +[\\d.-]+){5} +\\|( +[\\d.-]+){5}$`));
+    assert.match(b ?? '', /^ +batch +\d+ +\|( +[\d.-]+){5} +\|( +[\d.-]+){5}$/);
+    assert.match(u ?? '', /^ +upstream +\| served [\d.]+\/s, ([\d.]+% useful|-) +\| served [\d.]+\/s, ([\d.]+% useful|-)$/);
+  });
+
+  // What the demo is for, measured: in the overload, bare lets interactive requests wait until
+  // their clients give up; Sluice serves them first and refuses batch at once.
+  const over = (r: typeof bare) => r.phases[1]!.lanes;
+  assert.ok(over(sluice).interactive.okPct > over(bare).interactive.okPct, `interactive ok: sluice ${over(sluice).interactive.okPct}% vs bare ${over(bare).interactive.okPct}%`);
+  assert.ok(over(sluice).batch.refusedPct > 0 && over(bare).batch.refusedPct === 0, 'only Sluice refuses (bare has no refusals to give)');
+  assert.ok(over(bare).interactive.gaveUpPct > over(sluice).interactive.gaveUpPct, 'without Sluice more clients give up');
+  const verdict = formatVerdict(bare, sluice);
+  assert.equal(verdict.length, SETUP.phases.length);
+  assert.match(verdict[1] ?? '', /overload +interactive ok [\d.]+% with Sluice vs [\d.]+% without/);
 });

@@ -1,22 +1,20 @@
 /**
  * Process entry: the baseline, a bare @fastify/http-proxy in front of
  * --upstream URL on 127.0.0.1 (port 0), printing {"url": ...} once
- * listening. Library defaults, no logging: what a user gets without Sluice.
+ * listening. The proxy itself is src/demo/bare-proxy.ts (the demo compares
+ * against the same one): library defaults, no logging.
  */
 import { parseArgs } from 'node:util';
-import httpProxy from '@fastify/http-proxy';
-import fastify from 'fastify';
+import { startBareProxy } from '../../src/demo/bare-proxy.js';
 
 const { values } = parseArgs({ options: { upstream: { type: 'string' } } });
 
 async function main(): Promise<void> {
   if (!values.upstream) throw new Error('--upstream URL is required');
-  const app = fastify({ logger: false });
-  await app.register(httpProxy, { upstream: values.upstream });
-  const url = await app.listen({ host: '127.0.0.1', port: 0 });
-  process.stdout.write(`${JSON.stringify({ url })}\n`);
+  const proxy = await startBareProxy(values.upstream);
+  process.stdout.write(`${JSON.stringify({ url: proxy.url })}\n`);
   process.once('SIGTERM', () => {
-    app.close().then(
+    proxy.close().then(
       () => process.exit(0),
       () => process.exit(1),
     );

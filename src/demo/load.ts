@@ -42,12 +42,27 @@ export interface LoadOptions {
   maxInFlight?: number;
   /** Called once per elapsed second, in order, including drain seconds. */
   onSecond?: (s: SecondStats) => void;
+  /** Called for every arrival once its fate is known (for callers that aggregate their own way, e.g. by phase). */
+  onResult?: (r: RequestResult) => void;
   /** Connections in the undici pool. Default min(maxInFlight, 512). */
   connections?: number;
   /** Per-request timeout, counted from the intended send time. Default 30000. */
   requestTimeoutMs?: number;
   /** How long to wait for outstanding requests after the run. Default 10000. */
   drainTimeoutMs?: number;
+}
+
+/** One arrival's fate. */
+export interface RequestResult {
+  readonly stream: string;
+  /** The intended send time, ms since the run started. */
+  readonly atMs: number;
+  /** ms from the intended send time to the response (or the error); null when dropped by the generator. */
+  readonly latencyMs: number | null;
+  /** The response's status; null when there was none. */
+  readonly status: number | null;
+  /** response; error (no response); timeout (requestTimeoutMs ran out: the client gave up); dropped (never sent: maxInFlight). */
+  readonly kind: 'response' | 'error' | 'timeout' | 'dropped';
 }
 
 /** Latency percentiles in ms; null when there were no samples. */
@@ -360,9 +375,10 @@ class OpenLoop {
     const c = b.counts;
     c.completed++;
     b.latAll.push(latency);
+    const code = status === null ? errorCode(err) : '';
+    this.tell(o.stream, o.intended, latency, status, status !== null ? 'response' : code === 'TIMEOUT' ? 'timeout' : 'error');
     if (status === null) {
       c.errors++;
-      const code = errorCode(err);
       if (code === 'TIMEOUT') c.timeouts++;
       this.errorCodes[code] = (this.errorCodes[code] ?? 0) + 1;
       return;
@@ -379,6 +395,16 @@ class OpenLoop {
     if ((status === 429 || status === 503) && !retryAfter) c.refusedWithoutRetryAfter++;
   }
 
+  private tell(stream: number, intended: number, latencyMs: number | null, status: number | null, kind: RequestResult['kind']): void {
+    const onResult = this.opts.onResult;
+    if (onResult === undefined) return;
+    try {
+      onResult({ stream: (this.streams[stream] as StreamState).def.name, atMs: intended - this.t0, latencyMs, status, kind });
+    } catch {
+      /* a throwing callback must not break the run */
+    }
+  }
+
   private send(st: StreamState, intended: number): void {
     const b = this.bucket(this.secondOf(intended), st.index);
     b.counts.offered++;
@@ -386,6 +412,7 @@ class OpenLoop {
       // Never queue inside the generator: an unbounded backlog here would
       // turn the open loop into a memory leak and distort the measurement.
       b.counts.droppedByGenerator++;
+      this.tell(st.index, intended, null, null, 'dropped');
       return;
     }
     const o: Outstanding = { stream: st.index, intended, controller: new AbortController(), done: false };
@@ -476,61 +503,6 @@ export async function runOpenLoop(opts: LoadOptions): Promise<LoadResult> {
 function fmtMs(v: number | null): string {
   if (v === null) return '-';
   return v >= 100 ? String(Math.round(v)) : v.toFixed(1);
-}
-
-function pad(cells: string[], widths: number[]): string {
-  return cells
-    .map((c, i) => (i === 1 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0)))
-    .join('  ')
-    .trimEnd();
-}
-
-const SECOND_COLUMNS = ['t', 'stream', 'offered', 'ok', '429', '503', 'other', 'err', 'drop', 'p50', 'p99'];
-const SECOND_WIDTHS = [4, 12, 7, 6, 6, 6, 5, 5, 5, 7, 7];
-
-export interface SecondTableOptions {
-  /** Print the column header line (default true). Turn off for live row-by-row output. */
-  header?: boolean;
-  /** Add a 'total' row per second when there is more than one stream (default true). */
-  total?: boolean;
-}
-
-/**
- * Per-second rows, one per stream (and a total). Columns have fixed widths so
- * rows printed one second at a time (from onSecond) line up under one header.
- * `other` = 502 + 504 + any other status; `err` = no response (connection
- * error, timeout); `drop` = not sent by the generator (maxInFlight reached);
- * p50/p99 are of 2xx responses, in ms from the intended send time.
- */
-export function formatSecondTable(seconds: SecondStats | SecondStats[], options: SecondTableOptions = {}): string {
-  const list = Array.isArray(seconds) ? seconds : [seconds];
-  const lines: string[] = [];
-  if (options.header ?? true) lines.push(pad(SECOND_COLUMNS, SECOND_WIDTHS));
-  for (const s of list) {
-    const entries: [string, StreamStats][] = Object.entries(s.streams);
-    if ((options.total ?? true) && entries.length > 1) entries.push(['total', s.total]);
-    for (const [name, st] of entries) {
-      lines.push(
-        pad(
-          [
-            String(s.t),
-            name,
-            String(st.offered),
-            String(st.ok),
-            String(st.s429),
-            String(st.s503),
-            String(st.s502 + st.s504 + st.other),
-            String(st.errors),
-            String(st.droppedByGenerator),
-            fmtMs(st.latencyOk.p50),
-            fmtMs(st.latencyOk.p99),
-          ],
-          SECOND_WIDTHS,
-        ),
-      );
-    }
-  }
-  return lines.join('\n');
 }
 
 /** One row per stream plus total, over the whole run. */

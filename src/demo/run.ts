@@ -1,68 +1,49 @@
 /**
- * `npm run demo`: one command that shows admission control at work.
+ * `npm run demo`: one command that shows what admission control achieves.
  *
- * Starts a simulated upstream with limited capacity (WORKERS workers x
- * SERVICE_MS each = CAPACITY req/s), Sluice in front of it with an embedded
- * demo policy, and a bounded open-loop load of interactive + batch traffic at
- * about 3x capacity for DURATION_S seconds. Prints a per-second table per lane
- * and the route's limit, then a summary, and exits by itself.
+ * The same open-loop load of interactive + batch traffic, phase by phase
+ * (normal, overload at 3x capacity, a slowdown: the service time x3 with the
+ * same workers), against the same simulated upstream (WORKERS workers x
+ * SERVICE_MS, an unbounded FIFO), first through the bare @fastify/http-proxy,
+ * then through Sluice (./compare.ts). Prints a labelled line per second of
+ * each run, then both side by side per phase and lane (./report.ts), and
+ * exits by itself (about 60 s).
+ *
+ * DEMO_WORKERS, DEMO_SERVICE_MS, DEMO_TIMEOUT_MS (the clients' patience),
+ * DEMO_PHASE_SCALE (phase lengths x this) and DEMO_ALGORITHM (Sluice's limit
+ * algorithm; `fixed` is set to the worker count) change the setup.
  */
-import { pino } from 'pino';
-import { buildApp } from '../app.js';
-import { parseConfig } from '../config/load.js';
-import { demoPolicy } from './policy.js';
-import { formatSecondTable, formatSummary, runOpenLoop } from './load.js';
-import { startCapacityUpstream } from './upstream.js';
+import { runTarget } from './compare.js';
+import { DEMO_PHASES, type DemoSetup, type TargetResult } from './phases.js';
+import { describePhases, formatComparison, formatVerdict, TABLE_NOTES } from './report.js';
 
-const WORKERS = Number(process.env.DEMO_WORKERS ?? 8);
-const SERVICE_MS = Number(process.env.DEMO_SERVICE_MS ?? 50);
-const DURATION_S = Number(process.env.DEMO_DURATION_S ?? 20);
-const CAPACITY = (WORKERS * 1000) / SERVICE_MS;
-const LOAD_FACTOR = Number(process.env.DEMO_LOAD ?? 3);
-
-
-const ms = (x: number | null) => (x === null ? '-' : x.toFixed(0));
+function setupFromEnv(): DemoSetup {
+  const scale = Number(process.env.DEMO_PHASE_SCALE ?? 1);
+  return {
+    workers: Number(process.env.DEMO_WORKERS ?? 8),
+    serviceMs: Number(process.env.DEMO_SERVICE_MS ?? 50),
+    interactiveShare: 0.3,
+    clientTimeoutMs: Number(process.env.DEMO_TIMEOUT_MS ?? 2000),
+    phases: DEMO_PHASES.map((p) => ({ ...p, seconds: Math.max(1, Math.round(p.seconds * scale)) })),
+    algorithm: process.env.DEMO_ALGORITHM ?? null,
+  };
+}
 
 async function main(): Promise<void> {
-  const upstream = await startCapacityUpstream({ workers: WORKERS, serviceTimeMs: SERVICE_MS });
-  const config = parseConfig(
-    demoPolicy(upstream.url, { algorithm: process.env.DEMO_ALGORITHM ?? null, initial: WORKERS * 2, max: WORKERS * 8, route: 'demo' }),
-    '<demo>',
-  );
-  const app = await buildApp(config, { logger: pino({ level: 'error' }) });
-  const { proxyUrl } = await app.listen();
-  const offered = CAPACITY * LOAD_FACTOR;
-  process.stdout.write(
-    `upstream: ${WORKERS} workers x ${SERVICE_MS} ms = ${CAPACITY} req/s capacity\n` +
-      `sluice:   ${proxyUrl}, limit ${config.routes[0]?.limit.algorithm} ${config.routes[0]?.limit.initial}\n` +
-      `load:     ${offered} req/s open-loop (30% interactive, 70% batch) for ${DURATION_S} s\n\n`,
-  );
-  let header = true;
-  const result = await runOpenLoop({
-    url: proxyUrl,
-    durationMs: DURATION_S * 1000,
-    maxInFlight: 2000,
-    requestTimeoutMs: 15000,
-    streams: [
-      { name: 'interactive', ratePerSecond: offered * 0.3, path: '/api/page' },
-      { name: 'batch', ratePerSecond: offered * 0.7, path: '/api/export', headers: { 'x-priority': 'batch' } },
-    ],
-    onSecond: (s) => {
-      const st = app.state().routes[0];
-      const table = formatSecondTable(s, { header }).trimEnd();
-      header = false;
-      const rtt = st ? `rtt ${ms(st.rtt.recentMs)}/${ms(st.rtt.baselineMs)}` : '';
-      process.stdout.write(`${table}   | ${st?.state} limit ${st?.limit} inflight ${st?.inflight} queued ${st?.queued} ${rtt}\n`);
-    },
-  });
-  process.stdout.write(`\n${formatSummary(result)}\n`);
-  const served = upstream.stats().served;
-  process.stdout.write(
-    `upstream served ${served} requests = ${(served / DURATION_S).toFixed(0)} req/s over ${DURATION_S} s ` +
-      `(capacity ${CAPACITY} req/s)\n`,
-  );
-  await app.close();
-  await upstream.close();
+  const setup = setupFromEnv();
+  const out = (s: string) => process.stdout.write(`${s}\n`);
+  out(`The same load against the same upstream, without and with Sluice; clients give up after ${setup.clientTimeoutMs} ms.`);
+  for (const line of describePhases(setup)) out(line);
+  const results: TargetResult[] = [];
+  for (const target of ['bare', 'sluice'] as const) {
+    out(`\n${target === 'bare' ? 'without admission control (bare @fastify/http-proxy)' : 'with Sluice'}:`);
+    results.push(await runTarget(target, setup, out));
+  }
+  const [bare, sluice] = results as [TargetResult, TargetResult];
+  out(`\n${formatComparison(bare, sluice)}\n`);
+  for (const line of TABLE_NOTES) out(line);
+  out('');
+  for (const line of formatVerdict(bare, sluice)) out(line);
 }
 
 main().catch((err: unknown) => {

@@ -7,49 +7,14 @@
  * `--config FILE` or SLUICE_CONFIG says otherwise), prints the URLs and
  * waits until SIGINT/SIGTERM, then closes both.
  *
- * The upstream runs in a child process of its own, as a real service would:
- * under a flood, Sluice's work must not delay the upstream's service timers
- * (that would shrink its capacity and blame Sluice's queueing for it).
+ * The upstream runs in a child process of its own (./upstream-process.ts), as
+ * a real service would: under a flood, Sluice's work must not delay the
+ * upstream's service timers (that would shrink its capacity and blame
+ * Sluice's queueing for it).
  */
-import { fork, type ChildProcess } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { buildApp } from '../app.js';
 import { ConfigError, loadConfig } from '../config/load.js';
-import { startCapacityUpstream } from './upstream.js';
-
-const UPSTREAM_FLAG = '--upstream-child';
-
-/** Child mode: serve the capacity upstream until the parent goes away. */
-async function upstreamChild(host: string, port: number, workers: number, serviceTimeMs: number): Promise<void> {
-  const upstream = await startCapacityUpstream({ host, port, workers, serviceTimeMs });
-  process.send?.({ url: upstream.url });
-  // The IPC channel closes when the parent exits, however it exits.
-  process.once('disconnect', () => {
-    upstream.close().then(
-      () => process.exit(0),
-      () => process.exit(1),
-    );
-  });
-  process.on('SIGINT', () => undefined); // Ctrl-C reaches the whole group: the parent decides.
-}
-
-function startUpstreamChild(host: string, port: number, workers: number, serviceTimeMs: number): Promise<{ child: ChildProcess; url: string }> {
-  const child = fork(fileURLToPath(import.meta.url), [UPSTREAM_FLAG, host, String(port), String(workers), String(serviceTimeMs)], {
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-  });
-  return new Promise((resolve, reject) => {
-    child.once('message', (m) => resolve({ child, url: (m as { url: string }).url }));
-    child.once('exit', (code) => reject(new Error(`the demo upstream exited (${code}) before listening on ${host}:${port}`)));
-  });
-}
-
-function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    child.once('exit', () => resolve());
-    child.disconnect();
-  });
-}
+import { startUpstreamProcess } from './upstream-process.js';
 
 function configFile(argv: string[]): string {
   const i = argv.indexOf('--config');
@@ -79,13 +44,13 @@ async function main(): Promise<void> {
   const workers = positiveNumber('DEMO_WORKERS', 8);
   const serviceTimeMs = positiveNumber('DEMO_SERVICE_MS', 50);
   if (!Number.isInteger(workers)) throw new Error(`DEMO_WORKERS must be an integer, got ${workers}`);
-  const upstream = await startUpstreamChild(target.hostname.replace(/^\[|\]$/g, ''), Number(target.port || 80), workers, serviceTimeMs);
+  const upstream = await startUpstreamProcess({ host: target.hostname.replace(/^\[|\]$/g, ''), port: Number(target.port || 80), workers, serviceTimeMs });
   const app = await buildApp(config);
   let urls: { proxyUrl: string; adminUrl: string };
   try {
     urls = await app.listen();
   } catch (err) {
-    await stopChild(upstream.child);
+    await upstream.close();
     throw err;
   }
   const capacity = Math.round((workers * 1000) / serviceTimeMs);
@@ -107,7 +72,7 @@ async function main(): Promise<void> {
   const stop = (): void => {
     if (stopping) return;
     stopping = true;
-    Promise.all([app.close(), stopChild(upstream.child)]).then(
+    Promise.all([app.close(), upstream.close()]).then(
       () => process.exit(0),
       (err: unknown) => {
         process.stderr.write(`demo:serve: shutdown failed: ${String(err)}\n`);
@@ -119,10 +84,7 @@ async function main(): Promise<void> {
   process.on('SIGTERM', stop);
 }
 
-const args = process.argv.slice(2);
-const run =
-  args[0] === UPSTREAM_FLAG ? upstreamChild(args[1] as string, Number(args[2]), Number(args[3]), Number(args[4])) : main();
-run.catch((err: unknown) => {
+main().catch((err: unknown) => {
   if (err instanceof ConfigError) process.stderr.write(`${err.message}\n`);
   else process.stderr.write(`demo:serve failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
   process.exit(err instanceof ConfigError ? 2 : 1);
