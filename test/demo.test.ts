@@ -237,12 +237,16 @@ test('open-loop generator refuses non-loopback targets', async () => {
 
 // ---------------------------------------------------------------- the demo: without and with Sluice
 
+// A fixed limit told the truth (the worker count): this test is about the demo and what admission
+// control and lanes change, not about how fast an adaptive limit learns on a busy 2-core machine
+// (with the default `little` it failed 1 run in 5 at load average ~7: CPU contention inflates the
+// RTT it measures and it cut its limit; issue 10's simulation and bench judge the controller).
 const SETUP: DemoSetup = {
   workers: 8,
   serviceMs: 50,
   interactiveShare: 0.3,
   clientTimeoutMs: 1000,
-  algorithm: null,
+  algorithm: 'fixed',
   phases: [
     { name: 'normal', seconds: 1, load: 0.5, serviceFactor: 1 },
     { name: 'overload', seconds: 2, load: 3, serviceFactor: 1 },
@@ -286,8 +290,10 @@ test('the demo runs the same load without and with Sluice; Sluice keeps more int
   assert.ok(lines.slice(seconds).every((l) => / \| sluice: limit \d+, in flight \d+, queued \d+, rtt /.test(l)), 'the Sluice run says its limit');
 
   // The table: a title naming both sides, labelled columns for each, three rows per phase.
-  const table = formatComparison(bare, sluice).split('\n');
-  assert.match(table[0] ?? '', /\| without admission control: bare @fastify\/http-proxy .*\| with sluice, limit \w+ starting at \d+/);
+  const printed = formatComparison(bare, sluice);
+  const table = printed.split('\n');
+  const seen = `\n${lines.join('\n')}\n${printed}`;
+  assert.match(table[0] ?? '', /\| without admission control: bare @fastify\/http-proxy .*\| with sluice, limit fixed starting at 8 \(2\.\.64\)/);
   const header = (table[1] ?? '').split(/ {2,}|\|/).map((c) => c.trim()).filter((c) => c !== '');
   assert.deepEqual(header, ['phase', 'lane', 'offered/s', ...SIDE_COLUMNS, ...SIDE_COLUMNS]);
   assert.equal(table.length, 2 + 3 * SETUP.phases.length);
@@ -301,9 +307,9 @@ test('the demo runs the same load without and with Sluice; Sluice keeps more int
   // What the demo is for, measured: in the overload, bare lets interactive requests wait until
   // their clients give up; Sluice serves them first and refuses batch at once.
   const over = (r: typeof bare) => r.phases[1]!.lanes;
-  assert.ok(over(sluice).interactive.okPct > over(bare).interactive.okPct, `interactive ok: sluice ${over(sluice).interactive.okPct}% vs bare ${over(bare).interactive.okPct}%`);
-  assert.ok(over(sluice).batch.refusedPct > 0 && over(bare).batch.refusedPct === 0, 'only Sluice refuses (bare has no refusals to give)');
-  assert.ok(over(bare).interactive.gaveUpPct > over(sluice).interactive.gaveUpPct, 'without Sluice more clients give up');
+  assert.ok(over(sluice).interactive.okPct > over(bare).interactive.okPct, `interactive ok: sluice ${over(sluice).interactive.okPct}% vs bare ${over(bare).interactive.okPct}%${seen}`);
+  assert.ok(over(sluice).batch.refusedPct > 0 && over(bare).batch.refusedPct === 0, `only Sluice refuses (bare has no refusals to give)${seen}`);
+  assert.ok(over(bare).interactive.gaveUpPct > over(sluice).interactive.gaveUpPct, `without Sluice more clients give up${seen}`);
   const verdict = formatVerdict(bare, sluice);
   assert.equal(verdict.length, SETUP.phases.length);
   assert.match(verdict[1] ?? '', /overload +interactive ok [\d.]+% with Sluice vs [\d.]+% without/);
