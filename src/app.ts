@@ -26,6 +26,7 @@ import { teeEvents, type ProxyEvents } from './proxy/events.js';
 import type { Lifecycle } from './proxy/lifecycle.js';
 import { buildProxyListener } from './proxy/listener.js';
 import { createRuntime, type RuntimeDeps } from './proxy/runtime.js';
+import { WebSockets } from './proxy/websocket.js';
 import { sluiceVersion } from './version.js';
 
 export type { DrainReport } from './instance/drain.js';
@@ -137,12 +138,13 @@ export async function buildApp(whole: Config, deps: AppDeps = {}): Promise<Sluic
   const draining = () => lifecycle.phase !== 'serving';
   const refusalLog = new SampledLog(clock, 20);
   const info = new InstanceInfo(clock, sluiceVersion());
+  const webSockets = new WebSockets();
   // The metrics read the state at scrape time only (the runtimes exist by then).
   const state = (): AdminState => ({
     ...info.view(),
     ready: !draining(),
     draining: draining(),
-    routes: runtimes.current.routes.map((r) => routeState(r, (route, lane) => metrics.laneTotals(route, lane))),
+    routes: runtimes.current.routes.map((r) => routeState(r, (route, lane) => metrics.laneTotals(route, lane), (cfg) => webSockets.view(cfg))),
   });
   const metrics = instanceMetrics(() => state().routes, refusalLog, () => runtimes, share);
   const events = deps.events ? teeEvents(metrics, deps.events) : metrics;
@@ -160,6 +162,7 @@ export async function buildApp(whole: Config, deps: AppDeps = {}): Promise<Sluic
     log: logger,
     refusalLog,
     shadowLog: new SampledLog(clock, 20),
+    webSockets,
   });
   const reloadDeps = { runtimes, runtimeDeps: rtDeps, started: config, log: logger, ownLogger: deps.logger === undefined, draining };
   function reload(file = runtimes.current.config.file): ReloadResult {
@@ -179,7 +182,7 @@ export async function buildApp(whole: Config, deps: AppDeps = {}): Promise<Sluic
     access: () => runtimes.current.config.admin,
     reload: () => reload(),
   });
-  const drainDeps = { runtimes, lifecycle, clock, log: logger, proxy, admin };
+  const drainDeps = { runtimes, lifecycle, clock, log: logger, proxy, admin, webSockets };
   let drained: Promise<DrainReport> | null = null;
 
   return {

@@ -339,6 +339,7 @@ function build(data: RawConfig, merged: readonly Merged[], file: string): Config
       ...rest,
       forwarding: forwardingConfig(deepMerge<Forwarding>(data.forwarding, forwarding as DeepPartial<Forwarding> | undefined)),
       lanes: routeLanes!,
+      ...(route.websocket && { websocket: route.websocket }),
       ...(deadline && {
         deadline: { header: deadline.header ?? DEADLINE_HEADER[deadline.format], format: deadline.format },
       }),

@@ -340,6 +340,11 @@ export const routeSchema = obj({
   }),
   upstream: upstream(),
   lanes: z.record(z.string(), laneOverrideSchema).optional(),
+  // Route-only (not in defaults:): the route proxies WebSocket upgrades (proxy/websocket.ts).
+  websocket: obj({
+    maxOpen: int(1, 1_000_000).default(1000),
+    idleTimeoutMs: int(1).default(300_000),
+  }).optional(),
   ...withoutDefaults(policyShape),
 });
 export type Route = z.output<typeof routeSchema>;

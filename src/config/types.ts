@@ -192,6 +192,16 @@ export interface RouteConfig {
    * Absent: the limiter derives them from its own limit.
    */
   readonly clientSlots?: number;
+  /** Absent: WebSocket upgrades on this route are forwarded as ordinary requests (without Upgrade). */
+  readonly websocket?: WebSocketConfig;
+}
+
+/** `routes[].websocket`: the route proxies WebSocket upgrades (proxy/websocket.ts). */
+export interface WebSocketConfig {
+  /** Open WebSockets on this route at most (per process); an upgrade past it is refused 503 websocket_limit. */
+  readonly maxOpen: number; // 1000
+  /** A WebSocket with no byte either way for this long is closed (1001). */
+  readonly idleTimeoutMs: number; // 300000
 }
 
 /**

@@ -6,7 +6,8 @@
  *             shutdown.readinessGraceMs, so load balancers notice
  *   closing   the listener closes (idle connections with it); requests on
  *             connections still open are refused 503 draining; admitted
- *             and queued requests get shutdown.drainTimeoutMs to finish
+ *             and queued requests get shutdown.drainTimeoutMs to finish;
+ *             open WebSockets are closed with 1001 (Going Away)
  *   expired   what is left is refused (queued: 503 draining) or cut (in
  *             flight: the pools are destroyed, answered 503 draining when
  *             no response has begun); connections get FLUSH_MS to take
@@ -35,6 +36,8 @@ export interface DrainDeps {
   readonly log: Logger;
   readonly proxy: FastifyInstance;
   readonly admin: FastifyInstance;
+  /** The listener's open WebSockets (proxy/websocket.ts): closed with 1001 when the listener closes. */
+  readonly webSockets?: { closeAll(): number };
 }
 
 /** Checked while a drain waits for requests to finish. */
@@ -83,7 +86,9 @@ export async function drain(deps: DrainDeps): Promise<DrainReport> {
   lifecycle.phase = 'closing';
   // Stops accepting connections and closes the idle ones; resolves once every connection is gone.
   const closed = proxy.close();
-  log.info({ active: runtimes.active() }, 'draining: listener closed; waiting for admitted and queued requests');
+  // WebSockets are no requests to wait for: they are told the server goes away (1001).
+  const webSockets = deps.webSockets?.closeAll() ?? 0;
+  log.info({ active: runtimes.active(), webSockets }, 'draining: listener closed; waiting for admitted and queued requests');
   const idle = await waitIdle(deps, drainTimeoutMs);
   const { refusedQueued, cut } = idle ? { refusedQueued: 0, cut: 0 } : expire(deps, drainTimeoutMs);
 
@@ -104,7 +109,9 @@ export async function drain(deps: DrainDeps): Promise<DrainReport> {
 /** Closes at once: no readiness grace; requests in flight finish first (the pools are destroyed after). */
 export async function closeNow(deps: DrainDeps): Promise<void> {
   deps.lifecycle.phase = 'closing';
-  await Promise.all([deps.proxy.close(), deps.admin.close()]);
+  const closed = Promise.all([deps.proxy.close(), deps.admin.close()]);
+  deps.webSockets?.closeAll();
+  await closed;
   await Promise.all(deps.runtimes.all().map((r) => r.pool.destroy()));
   deps.runtimes.forgetRetired();
   await closeRuntime(deps.runtimes.current);

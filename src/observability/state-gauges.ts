@@ -3,7 +3,8 @@
  * same route view /admin/state shows (./state.ts); nothing is updated per
  * request for them. Per route: limit and its bounds, algorithm, shed state,
  * backlog, circuit breaker; per lane: in flight, queued, oldest queued, the
- * configured maximum wait; per instance: the last config reload.
+ * configured maximum wait; per instance: the last config reload; the
+ * WebSocket series (./websocket-metrics.ts).
  *
  * With workers > 1 each worker exports its own and the primary combines them
  * (observability/cluster-metrics.ts) by each gauge's `aggregator`: sum for
@@ -15,6 +16,7 @@ import { Gauge, type Aggregator, type Registry } from 'prom-client';
 import type { RouteConfig } from '../config/types.js';
 import { CounterFamily } from './families.js';
 import type { LaneState, RouteState } from './state.js';
+import { registerWebSocketMetrics } from './websocket-metrics.js';
 
 export interface StateSource {
   /** The route view of this scrape (one consistent snapshot for every gauge). */
@@ -159,4 +161,5 @@ export function registerStateGauges(r: Registry, src: StateSource): void {
   breakerGauges(r, src);
   laneGauges(r, src);
   if (src.lastReload !== undefined) reloadGauges(r, src.lastReload);
+  registerWebSocketMetrics(r, () => src.routes());
 }

@@ -9,6 +9,7 @@ import type { ConfigProblem } from '../config/types.js';
 import type { BreakerSnapshot } from '../core/breaker.js';
 import type { LaneSnapshot } from '../core/limiter/limiter.js';
 import type { RouteRuntime } from '../proxy/runtime.js';
+import type { WebSocketState } from '../proxy/websocket.js';
 import { backlogSeconds } from './readiness.js';
 
 /** A lane as the limiter sees it, with its totals since start. */
@@ -43,6 +44,8 @@ export interface RouteState {
   /** Connections open to the route's upstream (its pool's, idle keep-alives included). */
   readonly upstreamConnections: number;
   readonly lanes: readonly LaneState[];
+  /** The route's WebSockets (open, maxOpen, totals by result and close reason); null for a route without `websocket:`. */
+  readonly websocket: WebSocketState | null;
 }
 
 /** The last reload attempt, as /admin/state shows it. */
@@ -160,8 +163,11 @@ function round1<T extends number | null>(x: T): T {
 /** A lane's admitted and refused totals since start (the metrics count them). */
 export type LaneTotalsOf = (route: string, lane: string) => { readonly admitted: number; readonly refused: number };
 
-/** A route's view for /admin/state, read from its limiter, breaker and pool. */
-export function routeState(r: RouteRuntime, laneTotals: LaneTotalsOf): RouteState {
+/** A route's WebSockets by its config (proxy/websocket.ts's view). */
+export type WebSocketsOf = (cfg: RouteRuntime['cfg']) => WebSocketState | null;
+
+/** A route's view for /admin/state, read from its limiter, breaker and pool (and its WebSockets). */
+export function routeState(r: RouteRuntime, laneTotals: LaneTotalsOf, webSockets: WebSocketsOf = () => null): RouteState {
   const s = r.limiter.snapshot();
   return {
     name: r.cfg.name,
@@ -180,5 +186,6 @@ export function routeState(r: RouteRuntime, laneTotals: LaneTotalsOf): RouteStat
     circuitBreaker: r.breaker === null ? null : r.breaker.snapshot(),
     upstreamConnections: r.pool.stats.connected,
     lanes: s.lanes.map((l) => ({ ...l, ...laneTotals(r.cfg.name, l.name) })),
+    websocket: webSockets(r.cfg),
   };
 }

@@ -62,6 +62,8 @@ export interface AdmitDeps {
   readonly answers: Answers;
   /** Hands an admitted request to fastify and @fastify/http-proxy (its Exchange attached). */
   readonly forward: (req: IncomingMessage, res: ServerResponse) => void;
+  /** Last check before the gate (WebSocket upgrades: a socket slot of the route's maxOpen, ./websocket.ts): null, or the refusal. */
+  readonly beforeGate?: (route: RouteRuntime, req: IncomingMessage, res: ServerResponse) => Refusal | null;
 }
 
 /** A queued request's state, and its single end. */
@@ -118,6 +120,8 @@ export class Admission {
     }
     const budget = budgetOf(route, req);
     if (Number.isNaN(budget)) return this.clientError(res, 'bad_deadline', requestId);
+    const before = this.deps.beforeGate?.(route, req, res) ?? null;
+    if (before !== null) return this.refuse(m, before);
     const entry = route.gate.enter(m.lane, clientKey, budget);
     if (entry.kind === 'refused') this.refuse(m, entry);
     else if (entry.kind === 'hold') this.forward(m, entry);

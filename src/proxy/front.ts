@@ -22,7 +22,9 @@
  * Where later protocols plug in: a `checkContinue` listener would run the
  * same admission and call `res.writeContinue()` only once admitted (a
  * refused upload never sends its body); TLS and HTTP/2 servers take the
- * same request listener; `upgrade` requests would be admitted the same way.
+ * same request listener. Upgrade requests go to ./websocket.ts (when the
+ * instance has one): WebSockets of websocket routes are admitted there, every
+ * other upgrade is replayed as an ordinary request.
  */
 import { randomUUID } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
@@ -37,6 +39,7 @@ import { watchBody } from './body-idle.js';
 import { FrontRequest, exchangeOf, type Exchange } from './request-ctx.js';
 import { hasBody } from './request-head.js';
 import { rawErrorResponse } from './responses.js';
+import type { WebSockets } from './websocket.js';
 
 export interface FrontOptions {
   readonly server: ServerConfig;
@@ -44,6 +47,8 @@ export interface FrontOptions {
   readonly log: Logger;
   /** Everything admission needs but fastify's handler, which the server factory receives. */
   readonly admit: Omit<AdmitDeps, 'forward'>;
+  /** Takes the listener's upgrades (WebSocket routes); without it Node treats them as ordinary requests. */
+  readonly webSockets?: WebSockets;
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:\-]{1,128}$/;
@@ -137,6 +142,7 @@ export function frontServer(opts: FrontOptions): (handler: Handler) => http.Serv
     // Node drops the fields past its count silently; admission answers 431 past ours (./request-head.ts).
     server.maxHeadersCount = s.maxHeaderCount + 1;
     handleExpect(server, admission, opts);
+    opts.webSockets?.attach(server, opts.admit, requestIdOf);
 
     server.on('clientError', (err: Error & { code?: string }, socket: Socket) => {
       if (err.code === 'ECONNRESET' || socket.destroyed) return;

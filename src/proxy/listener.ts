@@ -11,10 +11,13 @@ import type { AdmitDeps } from './admit.js';
 import { forwardPlugin } from './forward.js';
 import { admittedRequestId, frontServer } from './front.js';
 import { Answers } from './responses.js';
+import type { WebSockets } from './websocket.js';
 
 /** What admission needs, less the answers (built here) and fastify's handler (the server factory receives it). */
 export interface ProxyListenerOptions extends Omit<AdmitDeps, 'forward' | 'answers'> {
   readonly server: ServerConfig;
+  /** The instance's WebSockets (./websocket.ts): they take the listener's upgrades. */
+  readonly webSockets?: WebSockets;
 }
 
 /**
@@ -70,6 +73,7 @@ export async function buildProxyListener(opts: ProxyListenerOptions): Promise<Fa
     server: opts.server,
     events,
     log,
+    webSockets: opts.webSockets,
     admit: { runtime, lifecycle, clock, random, events, log, refusalLog: opts.refusalLog, shadowLog: opts.shadowLog, answers },
   });
   const proxy = fastify({

@@ -11,6 +11,8 @@ export const REFUSAL_STATUS = {
   deadline: 503,
   circuit_open: 503,
   draining: 503,
+  // The route has websocket.maxOpen WebSockets open (core/limiter/open-sockets.ts).
+  websocket_limit: 503,
   client_share: 429,
   client_rate: 429,
 } as const;

@@ -1,0 +1,319 @@
+/**
+ * WebSockets through Sluice (issue 13), with the real `ws` client and
+ * server: upgrade and echo, the maxOpen bound (503 websocket_limit with
+ * Retry-After before any 101), admission refusals, idle close, a drain's
+ * 1001 after the readiness grace, and what the limit and the breaker learn
+ * (a 101 is never a failure; an open socket holds no permit, feeds no RTT).
+ * Upgrades on routes without `websocket:` keep their old behaviour.
+ */
+import assert from 'node:assert/strict';
+import http, { type IncomingMessage } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, before, test } from 'node:test';
+import WebSocket, { WebSocketServer } from 'ws';
+import { scrape } from './helpers/prom.js';
+import { eventually, rawExchange, send, splitAnswer, startSluice, type Running } from './helpers/sluice.js';
+
+/** An upstream: a ws echo server on a plain HTTP server that answers other requests with the headers it saw. */
+interface WsUpstream {
+  readonly url: string;
+  /** Upgrade requests the upstream saw, in order. */
+  readonly upgrades: IncomingMessage[];
+  /** Sockets the upstream holds open. */
+  readonly server: WebSocketServer;
+  close(): Promise<void>;
+}
+
+async function startWsUpstream(opts: { reject?: (req: IncomingMessage) => number } = {}): Promise<WsUpstream> {
+  const upgrades: IncomingMessage[] = [];
+  const httpServer = http.createServer((req, res) => {
+    // Answered once the whole body is in: a request that never finishes its body holds its permit.
+    req.resume();
+    req.on('end', () => {
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify({ plain: true, headers: req.headers }));
+    });
+  });
+  const wss = new WebSocketServer({
+    server: httpServer,
+    verifyClient: (info, cb) => {
+      upgrades.push(info.req);
+      const status = opts.reject?.(info.req) ?? 0;
+      if (status > 0) cb(false, status, 'no');
+      else cb(true);
+    },
+  });
+  wss.on('connection', (ws) => ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary })));
+  await new Promise<void>((resolve) => httpServer.listen(0, '127.0.0.1', resolve));
+  const port = (httpServer.address() as AddressInfo).port;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    upgrades,
+    server: wss,
+    close: async () => {
+      for (const c of wss.clients) c.terminate();
+      await new Promise<void>((resolve) => wss.close(() => resolve()));
+      httpServer.closeAllConnections();
+      await new Promise<void>((resolve) => httpServer.close(() => resolve()));
+    },
+  };
+}
+
+/** Opens a WebSocket through Sluice: the socket, or the HTTP answer that refused it. */
+function openWs(base: string, path: string): Promise<{ ws: WebSocket } | { status: number; headers: IncomingMessage['headers']; body: string }> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(`${base.replace(/^http/, 'ws')}${path}`);
+    ws.once('open', () => resolve({ ws }));
+    ws.once('unexpected-response', (_req, res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+    });
+    ws.once('error', (err) => reject(err));
+  });
+}
+
+async function mustOpen(base: string, path: string): Promise<WebSocket> {
+  const r = await openWs(base, path);
+  if (!('ws' in r)) throw new Error(`refused: ${r.status} ${r.body}`);
+  return r.ws;
+}
+
+function echo(ws: WebSocket, data: string | Buffer): Promise<{ data: Buffer; binary: boolean }> {
+  return new Promise((resolve) => {
+    ws.once('message', (d: Buffer, binary: boolean) => resolve({ data: d, binary }));
+    ws.send(data);
+  });
+}
+
+function closed(ws: WebSocket): Promise<{ code: number; reason: string }> {
+  if (ws.readyState === WebSocket.CLOSED) return Promise.resolve({ code: -1, reason: 'already closed' });
+  return new Promise((resolve) => ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })));
+}
+
+let up: WsUpstream;
+let s: Running;
+before(async () => {
+  up = await startWsUpstream({ reject: (req) => (req.url?.startsWith('/ws/private') ? 401 : 0) });
+  s = await startSluice(`
+log: { level: error }
+server: { headersTimeoutMs: 300, requestTimeoutMs: 600 }
+defaults:
+  limit: { algorithm: fixed, initial: 8, min: 1, max: 100 }
+  circuitBreaker: { enabled: true, consecutiveFailures: 1, openMs: 60000 }
+routes:
+  - name: chat
+    match: { pathPrefix: /ws }
+    upstream: ${up.url}
+    websocket: { maxOpen: 3, idleTimeoutMs: 60000 }
+  - name: idle
+    match: { pathPrefix: /idle }
+    upstream: ${up.url}
+    websocket: { idleTimeoutMs: 150 }
+  - name: plain
+    match: { pathPrefix: / }
+    upstream: ${up.url}
+`);
+});
+after(async () => {
+  await s.close();
+  await up.close();
+});
+
+async function route(name: string) {
+  const r = (await s.state()).routes.find((x) => x.name === name);
+  assert.ok(r, name);
+  return r;
+}
+
+test('upgrade and echo through Sluice: text, binary, a 1 MB message; the upstream sees forwarding headers and the request id', async () => {
+  const ws = await mustOpen(s.url, '/ws/echo');
+  try {
+    const t = await echo(ws, 'hello');
+    assert.equal(t.data.toString(), 'hello');
+    assert.equal(t.binary, false);
+    const bin = Buffer.from([0, 1, 2, 255]);
+    assert.deepEqual((await echo(ws, bin)).data, bin);
+    const big = Buffer.alloc(1 << 20, 7);
+    const back = await echo(ws, big);
+    assert.equal(back.data.length, big.length);
+    assert.ok(back.data.equals(big));
+    const seen = up.upgrades.at(-1) as IncomingMessage;
+    assert.equal(seen.headers['x-forwarded-for'], '127.0.0.1');
+    assert.match(String(seen.headers['x-request-id']), /^[0-9a-f-]{36}$/);
+    assert.match(String(seen.headers.via), /sluice/);
+    const r = await route('chat');
+    assert.equal(r.websocket?.open, 1);
+    // The open socket holds no request permit.
+    assert.equal(r.inflight, 0);
+  } finally {
+    ws.close();
+    await closed(ws);
+  }
+  await eventually(async () => (await route('chat')).websocket?.open === 0, 'the socket is no longer open');
+  // The client started the closing handshake (the upstream then drops TCP first, as servers do).
+  assert.equal((await route('chat')).websocket?.closed.client, 1);
+});
+
+test('an open WebSocket outlives server.headersTimeoutMs and requestTimeoutMs (they are for requests)', async () => {
+  const ws = await mustOpen(s.url, '/ws/long');
+  try {
+    await new Promise((r) => setTimeout(r, 1200));
+    assert.equal((await echo(ws, 'still here')).data.toString(), 'still here');
+  } finally {
+    ws.close();
+    await closed(ws);
+  }
+});
+
+test('maxOpen: the next upgrade is refused 503 websocket_limit with Retry-After and the JSON contract, before any 101; a freed slot opens again', async () => {
+  const open = [await mustOpen(s.url, '/ws/a'), await mustOpen(s.url, '/ws/b'), await mustOpen(s.url, '/ws/c')];
+  const upstreamBefore = up.upgrades.length;
+  try {
+    const r = await openWs(s.url, '/ws/d');
+    assert.ok(!('ws' in r), 'the fourth socket must be refused');
+    assert.equal(r.status, 503);
+    assert.ok(Number(r.headers['retry-after']) >= 1);
+    assert.deepEqual(JSON.parse(r.body), { error: 'overloaded', reason: 'websocket_limit', retryAfterSeconds: Number(r.headers['retry-after']) });
+    assert.equal(typeof r.headers['x-request-id'], 'string');
+    assert.equal(up.upgrades.length, upstreamBefore, 'a refused upgrade never reaches the upstream');
+    const m = await scrape(s.adminUrl);
+    assert.equal(m.value('sluice_websockets_open', { route: 'chat' }), 3);
+    assert.equal(m.value('sluice_websockets_max_open', { route: 'chat' }), 3);
+    assert.equal(m.value('sluice_websocket_upgrades_total', { route: 'chat', result: 'refused' }), 1);
+    assert.equal(m.all('sluice_rejections_total', { route: 'chat', reason: 'websocket_limit', status: '503' }).reduce((a, x) => a + x.value, 0), 1);
+    const first = open.shift() as WebSocket;
+    first.close();
+    await closed(first);
+    await eventually(async () => (await route('chat')).websocket?.open === 2, 'a slot is free');
+    open.push(await mustOpen(s.url, '/ws/e'));
+  } finally {
+    for (const ws of open) ws.close();
+    await Promise.all(open.map(closed));
+  }
+});
+
+test('the upgrade passes admission: the gate refuses it 503 queue_full (nothing reaches the upstream) and its socket slot is given back', async () => {
+  const gated = await startSluice(`
+log: { level: error }
+lanes: [{ name: interactive, queue: { maxLength: 0 } }]
+routes:
+  - name: tight
+    match: { pathPrefix: /ws }
+    upstream: ${up.url}
+    limit: { algorithm: fixed, initial: 1, min: 1, max: 1 }
+    websocket: { maxOpen: 5 }
+`);
+  const before = up.upgrades.length;
+  // A held request takes the route's one permit: an upgraded handshake waits on no permit, so a
+  // raw request that never finishes its body holds it.
+  const held = rawExchange(gated.url, 'POST /ws/hold HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc', { timeoutMs: 1500 });
+  try {
+    await eventually(async () => (await gated.state()).routes[0]?.inflight === 1, 'the permit is held');
+    const r = await openWs(gated.url, '/ws/x');
+    assert.ok(!('ws' in r));
+    assert.equal(r.status, 503);
+    assert.equal(JSON.parse(r.body).reason, 'queue_full');
+    assert.ok(Number(r.headers['retry-after']) >= 1);
+    assert.equal(up.upgrades.length, before);
+    await eventually(async () => (await gated.state()).routes[0]?.websocket?.reserved === 0, 'the slot is given back');
+    assert.equal((await gated.state()).routes[0]?.websocket?.released, 1);
+  } finally {
+    await held;
+    await gated.close();
+  }
+});
+
+test('idle: a WebSocket silent for idleTimeoutMs is closed with 1001, counted as idle', async () => {
+  const ws = await mustOpen(s.url, '/idle/x');
+  const c = await closed(ws);
+  assert.equal(c.code, 1001);
+  await eventually(async () => (await route('idle')).websocket?.closed.idle === 1, 'counted as idle');
+  const m = await scrape(s.adminUrl);
+  assert.equal(m.value('sluice_websockets_closed_total', { route: 'idle', reason: 'idle' }), 1);
+});
+
+test('a 101 is never a breaker failure and feeds no RTT sample; an upstream refusal (401) is relayed and is no failure either', async () => {
+  for (let i = 0; i < 5; i++) {
+    const ws = await mustOpen(s.url, `/ws/breaker-${i}`);
+    await echo(ws, 'x');
+    ws.close();
+    await closed(ws);
+  }
+  const r = await openWs(s.url, '/ws/private');
+  assert.ok(!('ws' in r));
+  assert.equal(r.status, 401);
+  const chat = await route('chat');
+  assert.equal(chat.circuitBreaker?.state, 'closed');
+  assert.equal(chat.inflight, 0);
+  const m = await scrape(s.adminUrl);
+  assert.equal(m.all('sluice_settled_total', { route: 'chat', result: 'success' }).reduce((a, x) => a + x.value, 0), 0, 'no RTT sample');
+  assert.ok(m.all('sluice_settled_total', { route: 'chat', result: 'ignore' }).reduce((a, x) => a + x.value, 0) >= 6);
+  assert.ok(m.value('sluice_websocket_upgrades_total', { route: 'chat', result: 'not_opened' }) >= 1);
+});
+
+test('an unreachable upstream: 502 upstream_refused before any 101, counted against the upstream', async () => {
+  const dead = http.createServer();
+  await new Promise<void>((resolve) => dead.listen(0, '127.0.0.1', resolve));
+  const port = (dead.address() as AddressInfo).port;
+  await new Promise<void>((resolve) => dead.close(() => resolve()));
+  const d = await startSluice(`
+log: { level: error }
+routes:
+  - name: gone
+    match: { pathPrefix: / }
+    upstream: http://127.0.0.1:${port}
+    websocket: {}
+`);
+  try {
+    const r = await openWs(d.url, '/ws');
+    assert.ok(!('ws' in r));
+    assert.equal(r.status, 502);
+    assert.equal(JSON.parse(r.body).reason, 'upstream_refused');
+    const ws = (await d.state()).routes[0]?.websocket;
+    assert.equal(ws?.open, 0);
+    assert.equal(ws?.reserved, 0);
+  } finally {
+    await d.close();
+  }
+});
+
+test('Upgrade on a route without websocket: forwarded as an ordinary request without Upgrade, the connection lives on', async () => {
+  const head = (path: string) => `GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`;
+  const rr = await rawExchange(s.url, [head('/plain/1'), head('/plain/2')], { gapMs: 100, timeoutMs: 3000, until: (d) => (d.match(/"plain":true/g) ?? []).length === 2 });
+  const answers = rr.data.split(/(?=HTTP\/1\.1 )/);
+  assert.equal(answers.length, 2, rr.data.slice(0, 400));
+  for (const a of answers) {
+    const x = splitAnswer(a);
+    assert.equal(x.status, 200);
+    const seen = JSON.parse(x.rest) as { headers: Record<string, string> };
+    assert.equal(seen.headers.upgrade, undefined);
+  }
+  assert.equal(rr.closedByServer, false, 'keep-alive: the connection stays open after the answers');
+  assert.equal((await route('plain')).circuitBreaker?.state, 'closed');
+});
+
+test('drain: open WebSockets keep working through the readiness grace, then get 1001', async () => {
+  const d = await startSluice(`
+log: { level: error }
+shutdown: { readinessGraceMs: 300, drainTimeoutMs: 5000 }
+routes:
+  - name: chat
+    match: { pathPrefix: / }
+    upstream: ${up.url}
+    websocket: {}
+`);
+  const ws = await mustOpen(d.url, '/ws');
+  const gone = closed(ws);
+  const drained = d.app.drain();
+  // Readiness fails at once; the socket still echoes during the grace.
+  assert.equal((await send(`${d.adminUrl}/readyz`)).status, 503);
+  assert.equal((await echo(ws, 'during grace')).data.toString(), 'during grace');
+  const c = await gone;
+  assert.equal(c.code, 1001);
+  await drained;
+  const m = d.app.state().routes[0]?.websocket;
+  assert.equal(m?.closed.drain, 1);
+  assert.equal(m?.open, 0);
+});
