@@ -12,7 +12,7 @@ import type { LoadResult, LoadSpec } from './loadgen.js';
 
 /** build/bench/ (compiled) -> the repository root. */
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const PROCS = fileURLToPath(new URL('./procs/', import.meta.url));
+export const PROCS = fileURLToPath(new URL('./procs/', import.meta.url));
 export const SLUICE_CLI = `${ROOT}dist/cli.js`;
 
 const READY_TIMEOUT_MS = 20_000;

@@ -8,7 +8,9 @@
  *   --only LIST        comma-separated: cost (wrk: CPU per request, unloaded latency), overhead,
  *                      refusal, control (= overload, batch flood, capacity change), adaptive (issue 10's
  *                      scenarios: the default limit vs one told the truth; about 9 minutes), queue (fair queue cost),
- *                      quota (Redis quota check cost; needs redis-server), workers (workers: 2 vs 1)
+ *                      quota (Redis quota check cost; needs redis-server), workers (workers: 2 vs 1),
+ *                      websocket (open WebSockets: RSS per socket, messages outside admission; N
+ *                      bounded by `ulimit -n`)
  *   --algorithm NAME   limit algorithm for the control and adaptive scenarios (default: the config schema's default)
  *   --scenarios LIST   adaptive: only these scenario ids of bench/scenarios.ts (e.g. slower,two-instances)
  *   --baseline DIR     another checkout of Sluice, built (DIR/dist/cli.js): the cost scenario
@@ -34,6 +36,7 @@ import { ROOT, canPin, type Placement } from './processes.js';
 import { queueScenario } from './queueing.js';
 import { quotaScenario } from './quota.js';
 import { throughputScenarios } from './throughput.js';
+import { webSocketScenario } from './websockets.js';
 import { workersScenario } from './workers.js';
 
 const { values } = parseArgs({
@@ -48,7 +51,7 @@ const { values } = parseArgs({
   },
 });
 
-const GROUPS = ['cost', 'overhead', 'refusal', 'control', 'adaptive', 'queue', 'quota', 'workers'] as const;
+const GROUPS = ['cost', 'overhead', 'refusal', 'control', 'adaptive', 'queue', 'quota', 'workers', 'websocket'] as const;
 
 function git(args: string[]): string {
   try {
@@ -121,6 +124,7 @@ async function main(): Promise<void> {
   if (only.includes('queue')) outputs.push(await queueScenario(ctx));
   if (only.includes('quota')) outputs.push(await quotaScenario(ctx));
   if (only.includes('workers')) outputs.push(await workersScenario(ctx));
+  if (only.includes('websocket')) outputs.push(await webSocketScenario(ctx));
   await closeHttp();
 
   for (const o of outputs) writeFileSync(`${resultsDir}/${stamp}-${o.id}.json`, `${JSON.stringify(o.json, null, 1)}\n`);

@@ -47,7 +47,7 @@ export const ERRORS = {
   bad_upstream_response: { status: 502, fault: 'upstream', kind: 'bad_response', message: 'the upstream answered something that is not HTTP' },
   upstream_body_timeout: { status: 504, fault: 'upstream', kind: 'body_timeout', message: 'the response body stalled beyond timeouts.bodyMs (after headers: the stream is cut)' },
   upstream_body_reset: { status: 502, fault: 'upstream', kind: 'body_reset', message: 'the response body broke off (after headers: the stream is cut)' },
-  internal_error: { status: 500, fault: 'internal', kind: 'other', message: 'a bug in Sluice; logged with its stack' },
+  internal_error: { status: 500, fault: 'internal', kind: 'other', message: 'a bug in Sluice (logged with its stack), or Sluice out of file descriptors (EMFILE) connecting upstream' },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;

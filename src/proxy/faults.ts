@@ -65,6 +65,9 @@ export const FAULTS: Readonly<Record<string, Fault>> = {
   '(body idle)': fault('request_timeout', 'ignore', 'ignore'),
   // fastify refused something about the request itself (a 4xx of its own).
   '(client)': fault('bad_request', 'ignore', 'ignore'),
+  // Sluice itself is out of file descriptors (connecting upstream): says nothing about the upstream.
+  EMFILE: fault('internal_error', 'ignore', 'ignore'),
+  ENFILE: fault('internal_error', 'ignore', 'ignore'),
   // A bug in Sluice: says nothing about the upstream.
   '(internal)': fault('internal_error', 'ignore', 'ignore'),
   // Anything else that broke the exchange before its headers.

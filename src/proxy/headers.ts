@@ -9,8 +9,8 @@
  * the message, are removed in both directions: `Connection` and every field
  * it names, `Keep-Alive`, `Proxy-Connection`, `TE` (only `TE: trailers`
  * is forwarded: it says the client takes trailers), `Transfer-Encoding`
- * (undici frames the body itself), `Upgrade` (kept only where a route
- * proxies upgrades: `keepUpgrade`, the WebSocket hook), `Proxy-Authorization`
+ * (undici frames the body itself), `Upgrade` (a WebSocket handshake sets it
+ * again after this transform: ./ws-handshake.ts), `Proxy-Authorization`
  * and `Proxy-Authenticate` (credentials for this hop), `HTTP2-Settings`;
  * `Expect` (Sluice answered it: ./front.ts sends 100 Continue after
  * admission) and a request's `Trailer` (request trailers are not forwarded).
@@ -47,7 +47,10 @@ export interface HeaderPolicy {
   readonly via: string | null;
   readonly forwarded: boolean;
   readonly preserveHost: boolean;
-  /** Upgrade passes (both ways) only on a route that proxies upgrades (WebSocket, issue 13): false until then. */
+  /**
+   * Keep an Upgrade field Connection does not name. No route sets it: a WebSocket handshake
+   * (./ws-handshake.ts) names Upgrade in Connection, and sets both again after the transform.
+   */
   readonly keepUpgrade: boolean;
 }
 
