@@ -171,9 +171,12 @@ test('config.example.yaml: routes, classify and clients as written', () => {
     [
       ['orders', 'http://127.0.0.1:3000'],
       ['reports', 'http://127.0.0.1:3000'],
+      ['chat', 'http://127.0.0.1:3001'],
       ['default', 'http://127.0.0.1:3000'],
     ],
   );
+  assert.deepEqual(route(example, 'chat').websocket, { maxOpen: 1000, idleTimeoutMs: 300_000 });
+  assert.equal(route(example, 'default').websocket, undefined);
   assert.deepEqual(
     example.classify.map((c) => [c.lane, c.laneIndex]),
     [
@@ -734,4 +737,16 @@ test('workers: a fixed limit, a client share of it or a queue that would leave a
   ]);
   // With one worker none of this applies.
   assert.doesNotThrow(() => parseConfig(yaml(...ROUTE, '    limit: { algorithm: fixed, initial: 1 }'), 'x.yaml'));
+});
+
+test('routes[].websocket: {} takes the defaults; bad values and unknown keys are errors with their line', () => {
+  const base = 'routes:\n  - name: chat\n    match: { pathPrefix: / }\n    upstream: http://127.0.0.1:3000\n';
+  assert.deepEqual(parseConfig(`${base}    websocket: {}\n`, 'ws.yaml').routes[0]?.websocket, { maxOpen: 1000, idleTimeoutMs: 300_000 });
+  assert.deepEqual(problems(`${base}    websocket: { maxOpen: 0, idleTimeoutMs: 1.5, max: 3 }\n`), [
+    'x.yaml:5:27: routes.0.websocket.maxOpen: must be an integer between 1 and 1000000',
+    'x.yaml:5:45: routes.0.websocket.idleTimeoutMs: must be an integer >= 1',
+    'x.yaml:5:50: routes.0.websocket.max: unknown key (allowed: maxOpen, idleTimeoutMs)',
+  ]);
+  // Route-only: defaults: has no websocket key.
+  assert.match(problems(`defaults: { websocket: {} }\n${base}`).join('\n'), /defaults\.websocket: unknown key/);
 });
