@@ -27,6 +27,7 @@ function route(o: Partial<RouteState> & { inflight: number; limit: number }): Ro
     circuitBreaker: null,
     upstreamConnections: 1,
     lanes: [{ name: 'a', inflight: o.inflight, queued: o.queued ?? 0, oldestQueuedMs: 0, maxSlots: o.limit, minSlots: 0, admitted: 5, refused: 1 }],
+    websocket: null,
     ...o,
   };
 }
@@ -103,4 +104,21 @@ test('ClusterMetrics: series summed once, the breaker is the worst worker\'s, co
   const after = await m.render(new Map([[1, await workerRegistry(8, 'closed')], [3, await workerRegistry(0, 'closed')]]));
   assert.match(after, /^sluice_requests_total\{route="r"\} 11$/m);
   assert.match(after, /^sluice_circuit_breaker_state\{route="r",state="closed"\} 1$/m);
+});
+
+test('sumRoutes: WebSockets add up over the workers (open, maxOpen shares, every total); a route without them stays null', () => {
+  const ws = (open: number, maxOpen: number, idle: number) => ({
+    open,
+    reserved: 1,
+    maxOpen,
+    opened: open + 2,
+    refused: 1,
+    released: 0,
+    closed: { client: 2, upstream: 0, idle, drain: 0, error: 0 },
+    idleTimeoutMs: 300_000,
+  });
+  const [r] = sumRoutes([[route({ limit: 2, inflight: 0, websocket: ws(3, 4, 1) })], [route({ limit: 2, inflight: 0, websocket: ws(2, 3, 0) })]]);
+  assert.deepEqual(r!.websocket, { open: 5, reserved: 2, maxOpen: 7, opened: 9, refused: 2, released: 0, closed: { client: 4, upstream: 0, idle: 1, drain: 0, error: 0 }, idleTimeoutMs: 300_000 });
+  const [plain] = sumRoutes([[route({ limit: 1, inflight: 0 })], [route({ limit: 1, inflight: 0 })]]);
+  assert.equal(plain!.websocket, null);
 });

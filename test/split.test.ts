@@ -95,3 +95,14 @@ test('limiter: fixed client slots (a worker\'s share) decide when a client may w
   assert.equal(ask('o1', 0, 'other').kind, 'refused');
   assert.equal(ask('x1', 0, 'light').kind, 'queued');
 });
+
+test('workerConfig: websocket.maxOpen is split exactly (all workers together hold at most maxOpen); a share below 1 is a config error', () => {
+  const config = parseConfig(`${POLICY}  - name: chat\n    match: { pathPrefix: /ws }\n    upstream: http://127.0.0.1:1\n    websocket: { maxOpen: 10, idleTimeoutMs: 5000 }\n`, 'p.yaml');
+  const chat = shares(3).map((s) => workerConfig(config, s).routes[2]!);
+  assert.deepEqual(chat.map((r) => r.websocket), [{ maxOpen: 4, idleTimeoutMs: 5000 }, { maxOpen: 3, idleTimeoutMs: 5000 }, { maxOpen: 3, idleTimeoutMs: 5000 }]);
+  assert.equal(workerConfig(config, { index: 0, count: 3 }).routes[0]!.websocket, undefined);
+  assert.throws(
+    () => parseConfig(`${POLICY}  - name: chat\n    match: { pathPrefix: /ws }\n    upstream: http://127.0.0.1:1\n    websocket: { maxOpen: 2 }\n`, 'p.yaml'),
+    /p\.yaml:19:27: routes\.2\.websocket\.maxOpen: websocket\.maxOpen \(2\) is less than workers \(3\)/,
+  );
+});

@@ -11,8 +11,9 @@ import http, { type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, test } from 'node:test';
 import WebSocket, { WebSocketServer } from 'ws';
+import { startCli } from './helpers/cli.js';
 import { scrape } from './helpers/prom.js';
-import { eventually, rawExchange, send, splitAnswer, startSluice, type Running } from './helpers/sluice.js';
+import { eventually, rawExchange, send, splitAnswer, startSluice, writePolicy, type Running } from './helpers/sluice.js';
 
 /** An upstream: a ws echo server on a plain HTTP server that answers other requests with the headers it saw. */
 interface WsUpstream {
@@ -316,4 +317,39 @@ routes:
   const m = d.app.state().routes[0]?.websocket;
   assert.equal(m?.closed.drain, 1);
   assert.equal(m?.open, 0);
+});
+
+test('workers: 2: maxOpen holds for the instance (split 2 + 2 over the workers), echo through either, counts summed, drain closes with 1001', { timeout: 60_000 }, async () => {
+  const file = writePolicy(`
+workers: 2
+log: { level: info }
+shutdown: { readinessGraceMs: 100, drainTimeoutMs: 5000 }
+routes:
+  - name: chat
+    match: { pathPrefix: / }
+    upstream: ${up.url}
+    websocket: { maxOpen: 4 }
+`);
+  const cli = await startCli(file);
+  const open: WebSocket[] = [];
+  try {
+    // Each upgrade is a new connection: the primary hands them round-robin, two to each worker.
+    for (let i = 0; i < 4; i++) open.push(await mustOpen(cli.proxy, `/w${i}`));
+    for (const ws of open) assert.equal((await echo(ws, 'w')).data.toString(), 'w');
+    const r = await openWs(cli.proxy, '/w5');
+    assert.ok(!('ws' in r), 'the fifth socket must be refused');
+    assert.equal(r.status, 503);
+    assert.equal(JSON.parse(r.body).reason, 'websocket_limit');
+    const state = (await (await fetch(`${cli.admin}/admin/state`)).json()) as { routes: { websocket: { open: number; maxOpen: number; refused: number } }[] };
+    assert.deepEqual([state.routes[0]?.websocket.open, state.routes[0]?.websocket.maxOpen, state.routes[0]?.websocket.refused], [4, 4, 1]);
+    const m = await scrape(cli.admin);
+    assert.equal(m.value('sluice_websockets_open', { route: 'chat' }), 4);
+    const gone = open.map(closed);
+    cli.child.kill('SIGTERM');
+    for (const c of await Promise.all(gone)) assert.equal(c.code, 1001);
+    assert.equal(await cli.exited, 0);
+  } finally {
+    for (const ws of open) ws.terminate();
+    cli.child.kill('SIGKILL');
+  }
 });

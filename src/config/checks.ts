@@ -126,7 +126,18 @@ function routeChecks(route: DeepPartial<Route>, r: number, merged: Merged | unde
     checkShares(routeLanes, laneAt, overridesMinShare ? [...here, 'lanes'] : ['lanes'], report);
   }
   const workers = ctx.workers;
-  if (workers && workers.count > 1) splitChecks({ policy, lanes: routeLanes }, workers, ctx.clientMaxShare, { at, laneAt }, report);
+  if (workers && workers.count > 1) {
+    splitChecks({ policy, lanes: routeLanes }, workers, ctx.clientMaxShare, { at, laneAt }, report);
+    const maxOpen = route.websocket?.maxOpen ?? (route.websocket ? 1000 : undefined);
+    if (maxOpen !== undefined && maxOpen < workers.count) {
+      const key: Path = isSet([...here, 'websocket', 'maxOpen']) ? [...here, 'websocket', 'maxOpen'] : [...here, 'websocket'];
+      report(key, `websocket.maxOpen (${maxOpen}) is less than ${workersPhrase(workers)}: it is split exactly across the workers and a worker would refuse every WebSocket (raise it or lower workers)`);
+    }
+  }
+}
+
+function workersPhrase(workers: Workers): string {
+  return workers.auto ? `workers (auto: ${workers.count} cores here)` : `workers (${workers.count})`;
 }
 
 /**
@@ -142,7 +153,7 @@ function splitChecks(
   where: { at: (...keys: Path[]) => Path; laneAt: (lane: number, keys: readonly (string | Path)[]) => Path },
   report: Ctx['report'],
 ): void {
-  const n = workers.auto ? `workers (auto: ${workers.count} cores here)` : `workers (${workers.count})`;
+  const n = workersPhrase(workers);
   const limit = merged.policy?.limit;
   if (limit && limit.algorithm === 'fixed') {
     if (limit.initial < workers.count) {

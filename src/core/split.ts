@@ -19,6 +19,8 @@
  *                    split exactly (RouteConfig.clientSlots); an adaptive
  *                    worker derives them from its own limit
  *   queue bounds     every lane's queue.maxLength exactly
+ *   websocket        maxOpen exactly (open WebSockets are a worker's own
+ *                    sockets; all workers together hold at most maxOpen)
  * and for the instance:
  *   clients.rate     local buckets: perSecond / n and burst / n (at least 1),
  *                    so a client's rate is not multiplied by the workers; the
@@ -30,7 +32,8 @@
  *
  * config/checks.ts refuses a config where a split bound would leave a worker
  * with 0 (a fixed limit or a client's slots below the worker count, a
- * queue.maxLength between 1 and the worker count, limit.max below it), so
+ * queue.maxLength between 1 and the worker count, limit.max or
+ * websocket.maxOpen below it), so
  * every share here is at least 1 where 0 would mean "refuse everything".
  */
 import type { ClientsConfig, Config, LaneConfig, LimitConfig, RouteConfig } from '../config/types.js';
@@ -72,6 +75,7 @@ function splitRoute(r: RouteConfig, clientMaxShare: number, s: WorkerShare): Rou
     limit: splitLimit(r.limit, s),
     lanes: splitLanes(r.lanes, s),
     ...(fixed && { clientSlots: shareOf(Math.max(1, Math.ceil(clientMaxShare * r.limit.initial)), s) }),
+    ...(r.websocket && { websocket: { ...r.websocket, maxOpen: shareOf(r.websocket.maxOpen, s) } }),
   };
 }
 

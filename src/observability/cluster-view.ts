@@ -12,6 +12,8 @@
  *   worst   shed state (overloaded if any worker is) and circuit breaker (the
  *           worst worker's snapshot, with every worker's openings summed)
  *   mean    RTT estimates of the workers that measured them
+ *   sum     WebSockets: open, reserved, maxOpen (the workers' shares) and
+ *           every total
  *
  * Readiness: not ready while the primary drains, while no worker serves, or
  * while any worker is backlogged (its routes are named, with the worker).
@@ -24,6 +26,7 @@
 import type { HistogramTotals, LaneTotals, RouteTotals } from './history.js';
 import type { NotReady } from './readiness.js';
 import type { AdminState, LaneState, RouteState, WorkerState } from './state.js';
+import type { WebSocketState } from '../proxy/websocket.js';
 
 /** One worker's answer to a sample: its state, its readiness, its routes' cumulative totals. */
 export interface WorkerSample {
@@ -69,6 +72,24 @@ function groupBy<T>(lists: readonly (readonly T[])[], key: (x: T) => string): Ma
   return out;
 }
 
+function sumWebSockets(rs: readonly RouteState[]): WebSocketState | null {
+  const ws = rs.map((r) => r.websocket).filter((w) => w !== null);
+  const first = ws[0];
+  if (first === undefined) return null;
+  const closed = { ...first.closed };
+  for (const w of ws.slice(1)) for (const k of Object.keys(closed) as (keyof typeof closed)[]) closed[k] += w.closed[k];
+  return {
+    open: sum(ws, (w) => w.open),
+    reserved: sum(ws, (w) => w.reserved),
+    maxOpen: sum(ws, (w) => w.maxOpen),
+    opened: sum(ws, (w) => w.opened),
+    refused: sum(ws, (w) => w.refused),
+    released: sum(ws, (w) => w.released),
+    closed,
+    idleTimeoutMs: first.idleTimeoutMs,
+  };
+}
+
 function sumRoute(rs: readonly RouteState[]): RouteState {
   const first = rs[0] as RouteState;
   const breakers = rs.map((r) => r.circuitBreaker).filter((b) => b !== null);
@@ -90,6 +111,7 @@ function sumRoute(rs: readonly RouteState[]): RouteState {
     circuitBreaker: worst === null ? null : { ...worst, opens: sum(breakers, (b) => b.opens) },
     upstreamConnections: sum(rs, (r) => r.upstreamConnections),
     lanes: sumLanes(rs.map((r) => r.lanes)),
+    websocket: sumWebSockets(rs),
   };
 }
 
