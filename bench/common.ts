@@ -21,6 +21,8 @@ export interface BenchContext {
   readonly algorithm: string | null;
   /** --baseline: another build's dist/cli.js, measured alongside in the cost scenario; null = none. */
   readonly baseline: string | null;
+  /** --access-log: the cost scenario's own Sluice logs every request (log.access). */
+  readonly accessLog: boolean;
   log(msg: string): void;
 }
 
@@ -57,6 +59,11 @@ const HEAD = `listen: { host: 127.0.0.1, port: 0 }
 admin: { host: 127.0.0.1, port: 0 }
 log: { level: info }
 `;
+
+/** The same policy with log.access on (every request one JSON line on stdout). */
+export function withAccessLog(policy: string): string {
+  return policy.replace('log: { level: info }', 'log: { level: info, access: { enabled: true } }');
+}
 
 /** Sluice admitting everything: a fixed limit far above any in-flight count, so only the per-request cost is measured. */
 export function admitAllPolicy(upstream: string): string {

@@ -22,7 +22,7 @@ import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { Agent, request } from 'undici';
 import { median, spreadPct } from './analysis.js';
-import { admitAllPolicy, fmt, refuseAllPolicy, routeState, table, writeConfig, type BenchContext, type ScenarioOutput } from './common.js';
+import { admitAllPolicy, fmt, refuseAllPolicy, routeState, table, withAccessLog, writeConfig, type BenchContext, type ScenarioOutput } from './common.js';
 import { ROOT, startBareProxy, startFastUpstream, startSluice, urlOf, type Proc } from './processes.js';
 
 const PATH = '/api/items/42?view=full';
@@ -243,9 +243,10 @@ function report(ctx: BenchContext, rows: readonly CostRow[], lat: readonly Laten
 /** A Sluice build admitting everything and one refusing everything (its only slot held). */
 async function startVariant(ctx: BenchContext, name: string, cli: string | undefined, up: string, procs: Proc[], agent: Agent, signal: AbortSignal) {
   const p = ctx.placement;
-  const admitting = await startSluice(p.proxy, writeConfig(ctx, `cost-${name}-admit`, admitAllPolicy(up)), cli);
+  const policy = (yaml: string) => (ctx.accessLog && cli === undefined ? withAccessLog(yaml) : yaml);
+  const admitting = await startSluice(p.proxy, writeConfig(ctx, `cost-${name}-admit`, policy(admitAllPolicy(up))), cli);
   procs.push(admitting);
-  const refusing = await startSluice(p.proxy, writeConfig(ctx, `cost-${name}-refuse`, refuseAllPolicy(up)), cli);
+  const refusing = await startSluice(p.proxy, writeConfig(ctx, `cost-${name}-refuse`, policy(refuseAllPolicy(up))), cli);
   procs.push(refusing);
   const { held } = await holdSlot(refusing, agent, signal);
   const targets: Target[] = [

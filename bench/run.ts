@@ -15,6 +15,9 @@
  *   --scenarios LIST   adaptive: only these scenario ids of bench/scenarios.ts (e.g. slower,two-instances)
  *   --baseline DIR     another checkout of Sluice, built (DIR/dist/cli.js): the cost scenario
  *                      measures it in the same run, alternating, as "baseline" (before/after)
+ *   --access-log       the cost scenario runs this build's Sluice with log.access enabled (every
+ *                      request logged); with --baseline pointing at the same build (access log
+ *                      off) that measures what the access log costs per request
  *   --no-pin           do not pin processes to cores with taskset
  *   --report FILE      append to FILE instead of the default report
  *
@@ -45,6 +48,7 @@ const { values } = parseArgs({
     only: { type: 'string' },
     algorithm: { type: 'string' },
     baseline: { type: 'string' },
+    'access-log': { type: 'boolean', default: false },
     'no-pin': { type: 'boolean', default: false },
     scenarios: { type: 'string' },
     report: { type: 'string' },
@@ -104,6 +108,7 @@ async function main(): Promise<void> {
     chartsLink: relative(dirname(report), chartsDir) || '.',
     algorithm: values.algorithm ?? null,
     baseline: values.baseline ? `${values.baseline.replace(/\/$/, '')}/dist/cli.js` : null,
+    accessLog: values['access-log'],
     log: (msg) => process.stdout.write(`${msg}\n`),
   };
   const header = machine(placement);

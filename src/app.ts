@@ -16,6 +16,7 @@ import { closeNow, drain, type DrainReport } from './instance/drain.js';
 import { listenOn } from './instance/listen.js';
 import { prepareReload, reloadConfig, type PreparedReload } from './instance/reload.js';
 import { Runtimes } from './instance/runtimes.js';
+import { AccessLog } from './observability/access-log.js';
 import { buildAdmin } from './observability/admin.js';
 import { createLogger } from './observability/logger.js';
 import { Metrics } from './observability/metrics.js';
@@ -147,7 +148,9 @@ export async function buildApp(whole: Config, deps: AppDeps = {}): Promise<Sluic
     routes: runtimes.current.routes.map((r) => routeState(r, (route, lane) => metrics.laneTotals(route, lane), (cfg) => webSockets.view(cfg))),
   });
   const metrics = instanceMetrics(() => state().routes, refusalLog, () => runtimes, share);
-  const events = deps.events ? teeEvents(metrics, deps.events) : metrics;
+  // Metrics hear everything; the access log only its records.
+  const observed = teeEvents(metrics, new AccessLog(logger));
+  const events = deps.events ? teeEvents(observed, deps.events) : observed;
   const rtDeps = runtimeDeps(clock, random, deps, logger, events, metrics);
   const runtimes = new Runtimes(createRuntime(config, rtDeps), clock, logger);
   metrics.bindRoutes(runtimes.current.routes);

@@ -3,9 +3,11 @@
  * the running config stays and the problems are reported, every one with
  * file:line:col. Otherwise the next runtime is built from the running one
  * (./next-runtime.ts: surviving routes keep their limiter,
- * breaker and pool) and swapped in between two requests. Settings that
- * cannot change in a running process (listener addresses, log format, the
- * number of workers) are named as warnings.
+ * breaker and pool) and swapped in between two requests; server.* reaches
+ * every connection opened after it (proxy/front.ts), log.access every
+ * request. Settings that cannot change in a running process (listener
+ * addresses, log format, the number of workers, the slow-request check
+ * interval) are named as warnings: nothing in the file is ignored silently.
  *
  * In steps, so that a reload across workers validates once (the primary
  * reads the file) and applies everywhere or nowhere (instance/cluster/):
@@ -18,6 +20,7 @@ import type { Logger } from 'pino';
 import { ConfigError, formatProblems, loadConfig } from '../config/load.js';
 import type { Config } from '../config/types.js';
 import type { ReloadResult, RouteChanges } from '../observability/state.js';
+import { timeoutCheckInterval } from '../proxy/front.js';
 import type { RuntimeDeps } from '../proxy/runtime.js';
 import { prepareRuntime } from './next-runtime.js';
 import type { Runtimes } from './runtimes.js';
@@ -54,6 +57,15 @@ function unappliable(running: Config, next: Config): string[] {
   }
   if (running.log.pretty !== next.log.pretty) warnings.push('log.pretty: cannot change on reload (restart to apply)');
   if (running.workers !== next.workers) warnings.push(`workers: cannot change on reload; still ${running.workers} (restart to run ${next.workers})`);
+  // server.* applies to every connection opened after the reload (proxy/front.ts), except
+  // how often Node looks for slow requests, which is fixed when the listener starts.
+  const every = timeoutCheckInterval(running.server);
+  const wanted = timeoutCheckInterval(next.server);
+  if (wanted < every) {
+    warnings.push(
+      `server.headersTimeoutMs / requestTimeoutMs: applied, but slow requests are still checked every ${every} ms (restart to check every ${wanted} ms): a slow one may be answered up to ${every} ms late`,
+    );
+  }
   return warnings;
 }
 

@@ -113,6 +113,8 @@ export class Admission {
     if (route === undefined) return this.clientError(res, 'no_route', requestId);
     const clientKey = rt.clientKey(req.headers, identify(req as FrontRequest, route));
     const m: Matched = { req, res, route, lane: classify(rt.config.classify, { method, path, headers: req.headers, clientKey }), requestId };
+    (req as FrontRequest).route = route;
+    (req as FrontRequest).lane = m.lane;
     const phase = this.deps.lifecycle.phase;
     if (phase === 'closing' || phase === 'expired') {
       // The instance is going away: another one can take the retry at once.
@@ -186,12 +188,16 @@ export class Admission {
       const { reason, status, retryAfterSeconds } = r;
       this.deps.log.warn({ requestId, route: route.cfg.name, lane: route.laneNames[lane], reason, status, retryAfterSeconds, suppressed }, 'request refused');
     }
+    const fr = m.req as FrontRequest;
+    fr.answer = r.reason;
+    if (queuedMs !== undefined) fr.queuedMs = queuedMs;
     this.deps.answers.refusal(m.res, r, requestId, this.closing(), this.deps.runtime().rateLimitPolicy);
   }
 
   /** `close`: the connection cannot be trusted past this request (a malformed head). */
   private clientError(res: ServerResponse, code: ErrorCode, requestId: string, close = false): void {
     this.deps.events.onClientError?.(code);
+    (res.req as FrontRequest).answer = code;
     this.deps.answers.error(res, code, requestId, close || this.closing());
   }
 

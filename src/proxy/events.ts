@@ -43,7 +43,29 @@ export interface UpstreamEvents {
   onBreakerState?(route: RouteRuntime, state: BreakerStateName): void;
 }
 
-export interface ProxyEvents extends AdmissionEvents, UpstreamEvents {}
+/** One request, as the access log shows it (fields: ./access.ts). */
+export interface AccessRecord {
+  readonly requestId: string;
+  readonly route: string | null;
+  readonly lane: string | null;
+  readonly method: string | null;
+  readonly path: string | null;
+  readonly status: number;
+  readonly reason: string | null;
+  readonly clientIp: string;
+  readonly queueMs: number;
+  readonly upstreamMs: number | null;
+  readonly durationMs: number;
+  readonly bytesIn: number;
+  readonly bytesOut: number;
+}
+
+/** The access log (log.access): one record per sampled request, when its response closes (./access.ts). */
+export interface AccessEvents {
+  onAccess?(record: AccessRecord): void;
+}
+
+export interface ProxyEvents extends AdmissionEvents, UpstreamEvents, AccessEvents {}
 
 /** Every ProxyEvents method; a Record so that a new event is a compile error here until it is listed. */
 const EVENT_NAMES: Readonly<Record<keyof ProxyEvents, true>> = {
@@ -56,6 +78,7 @@ const EVENT_NAMES: Readonly<Record<keyof ProxyEvents, true>> = {
   onUpstreamError: true,
   onBreakerState: true,
   onClientError: true,
+  onAccess: true,
 };
 
 /** Both receivers get every event, `a` first. Built once; each call costs one extra call per receiver. */

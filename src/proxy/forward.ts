@@ -26,7 +26,7 @@
  * closing the pools answer 503 draining.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { PassThrough, type Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import httpProxy, { type FastifyHttpProxyOptions } from '@fastify/http-proxy';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Clock, Random } from '../core/clock.js';
@@ -42,7 +42,7 @@ import { hasBody } from './request-head.js';
 import { addRateLimitHeaders, type Answers } from './responses.js';
 import type { Runtime } from './runtime.js';
 import { report, reportBody, type SettleDeps } from './settle.js';
-import { RouteDispatcher } from './upstream.js';
+import { BodyPipe, RouteDispatcher } from './upstream.js';
 
 export interface ForwardOptions extends SettleDeps {
   readonly runtime: () => Runtime;
@@ -175,16 +175,9 @@ function passTrailers(ex: Exchange, res: ServerResponse, body: Readable): void {
   });
 }
 
-/**
- * The client's body as undici gets it: piped through a stream of its own.
- * undici destroys the body it was given when the upstream ends the exchange
- * before the upload does (a 401 or 413 to an upload in progress), and
- * destroying the client's request would destroy its connection before that
- * answer reaches it. pipe() only unpipes; Node discards the rest of the
- * upload after the response (reply-from then answers with connection: close).
- */
-function bodyStream(req: IncomingMessage): Readable {
-  const body = new PassThrough();
+/** The client's body as undici gets it: piped through a stream of its own (see BodyPipe). */
+function bodyStream(req: IncomingMessage): BodyPipe {
+  const body = new BodyPipe();
   req.pipe(body);
   return body;
 }

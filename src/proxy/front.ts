@@ -38,6 +38,7 @@ import type { ProxyEvents } from './events.js';
 import { watchBody } from './body-idle.js';
 import { FrontRequest, exchangeOf, type Exchange } from './request-ctx.js';
 import { hasBody } from './request-head.js';
+import { sampled, socketAccess, watchAccess, type AccessDeps } from './access.js';
 import { rawErrorResponse } from './responses.js';
 import type { WebSockets } from './websocket.js';
 
@@ -69,7 +70,7 @@ export function admittedRequestId(req: IncomingMessage): string {
  * slow-loris connection could outlive headersTimeout by that much; check at
  * a quarter of the shortest timeout, at most once a second.
  */
-function timeoutCheckInterval(s: ServerConfig): number {
+export function timeoutCheckInterval(s: ServerConfig): number {
   return Math.max(10, Math.min(1000, Math.floor(Math.min(s.headersTimeoutMs, s.requestTimeoutMs) / 4)));
 }
 
@@ -104,28 +105,97 @@ function forwarder(handler: Handler, opts: FrontOptions): Handler {
   };
 }
 
+/** A request arrives: its id, the access log's watch (when sampled), admission. */
+function arrival(admission: Admission, access: AccessDeps): (req: IncomingMessage, res: ServerResponse) => void {
+  return (req, res) => {
+    const id = requestIdOf(req);
+    if (sampled(access)) watchAccess(req as FrontRequest, res, id, access);
+    admission.admit(req, res, id);
+  };
+}
+
 /**
  * Expect (RFC 9110 §10.1.1): 100-continue goes through the same admission
  * (`100 Continue` only once admitted, see forwarder); any other expectation
  * cannot be met by a proxy that does not forward Expect: 417.
  */
-function handleExpect(server: http.Server, admission: Admission, opts: FrontOptions): void {
+function handleExpect(server: http.Server, arrive: Handler, opts: FrontOptions, access: AccessDeps): void {
   server.on('checkContinue', (req: FrontRequest, res: ServerResponse) => {
     req.expectsContinue = true;
-    admission.admit(req, res, requestIdOf(req));
+    arrive(req, res);
   });
-  server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
+  server.on('checkExpectation', (req: FrontRequest, res: ServerResponse) => {
+    const id = requestIdOf(req);
+    if (sampled(access)) watchAccess(req, res, id, access);
     opts.events.onClientError?.('expectation_failed');
-    opts.admit.answers.error(res, 'expectation_failed', requestIdOf(req), true);
+    req.answer = 'expectation_failed';
+    opts.admit.answers.error(res, 'expectation_failed', id, true);
+  });
+}
+
+/**
+ * What has no request object to answer through: a head Node's parser
+ * refused (400, 431, 408, 501) and CONNECT (405). A raw answer, then the
+ * connection closes (its framing is lost, or a tunnel was asked for).
+ */
+function handleRaw(server: http.Server, opts: FrontOptions, access: AccessDeps): void {
+  const answer = (socket: Duplex, code: ErrorCode): { bytes: string; requestId: string } => {
+    opts.events.onClientError?.(code);
+    const a = rawErrorResponse(code);
+    if (sampled(access)) opts.events.onAccess?.(socketAccess(socket as Socket, code, a.requestId, a.bytes.length));
+    return a;
+  };
+  server.on('clientError', (err: Error & { code?: string }, socket: Socket) => {
+    if (err.code === 'ECONNRESET' || socket.destroyed) return;
+    const code = clientErrorCode(err);
+    const a = answer(socket, code);
+    opts.log.debug({ code, err: err.message, requestId: a.requestId }, 'client error');
+    // As Node itself does: never write into a response of this connection that has already started.
+    const current = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+    if (socket.writable && current?.headersSent !== true) socket.write(a.bytes, 'latin1');
+    socket.destroy();
+  });
+  server.on('connect', (_req: IncomingMessage, socket: Duplex) => {
+    socket.end(answer(socket, 'method_not_allowed').bytes, 'latin1', () => socket.destroy());
+  });
+}
+
+/** server.* as Node's server holds them (it reads them per connection, per request or per check). */
+function applyServer(server: http.Server, s: ServerConfig, answers: FrontOptions['admit']['answers']): void {
+  server.headersTimeout = s.headersTimeoutMs;
+  server.requestTimeout = s.requestTimeoutMs;
+  server.keepAliveTimeout = s.keepAliveTimeoutMs;
+  // Node drops the fields past its count silently; admission answers 431 past ours (./request-head.ts).
+  server.maxHeadersCount = s.maxHeaderCount + 1;
+  (server as http.Server & { maxHeaderSize: number }).maxHeaderSize = s.maxHeaderBytes;
+  answers.keepAliveTimeout(s.keepAliveTimeoutMs);
+}
+
+/**
+ * A reload's server.* reaches every connection opened after it: before Node
+ * sets a new connection up, the settings of the config in force are put on
+ * the server (when they changed). Node reads the timeouts on every check,
+ * so they apply to open connections too; the check interval stays what it
+ * was at start (instance/reload.ts warns when that matters).
+ */
+function followReloads(server: http.Server, opts: FrontOptions): void {
+  let applied = opts.server;
+  server.prependListener('connection', () => {
+    const now = opts.admit.runtime().config.server;
+    if (now === applied) return;
+    applied = now;
+    applyServer(server, now, opts.admit.answers);
   });
 }
 
 /** fastify's `serverFactory`: the proxy listener's server, with the front as its request listener. */
 export function frontServer(opts: FrontOptions): (handler: Handler) => http.Server {
-  const { events, log } = opts;
   const s = opts.server;
+  const { runtime, clock, random } = opts.admit;
+  const access: AccessDeps = { runtime, clock, random, events: opts.events };
   return (handler) => {
     const admission = new Admission({ ...opts.admit, forward: forwarder(handler, opts) });
+    const arrive = arrival(admission, access);
     const server = http.createServer(
       {
         headersTimeout: s.headersTimeoutMs,
@@ -136,30 +206,13 @@ export function frontServer(opts: FrontOptions): (handler: Handler) => http.Serv
         requireHostHeader: false,
         IncomingMessage: FrontRequest,
       },
-      (req, res) => admission.admit(req, res, requestIdOf(req)),
+      arrive,
     );
-    server.keepAliveTimeout = s.keepAliveTimeoutMs;
-    // Node drops the fields past its count silently; admission answers 431 past ours (./request-head.ts).
-    server.maxHeadersCount = s.maxHeaderCount + 1;
-    handleExpect(server, admission, opts);
+    applyServer(server, s, opts.admit.answers);
+    followReloads(server, opts);
+    handleExpect(server, arrive, opts, access);
     opts.webSockets?.attach(server, opts.admit, requestIdOf);
-
-    server.on('clientError', (err: Error & { code?: string }, socket: Socket) => {
-      if (err.code === 'ECONNRESET' || socket.destroyed) return;
-      const code = clientErrorCode(err);
-      events.onClientError?.(code);
-      const answer = rawErrorResponse(code);
-      log.debug({ code, err: err.message, requestId: answer.requestId }, 'client error');
-      // As Node itself does: never write into a response of this connection that has already started.
-      const current = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
-      if (socket.writable && current?.headersSent !== true) socket.write(answer.bytes, 'latin1');
-      socket.destroy();
-    });
-
-    server.on('connect', (_req: IncomingMessage, socket: Duplex) => {
-      events.onClientError?.('method_not_allowed');
-      socket.end(rawErrorResponse('method_not_allowed').bytes, 'latin1', () => socket.destroy());
-    });
+    handleRaw(server, opts, access);
     return server;
   };
 }

@@ -24,7 +24,7 @@ import type { Hold, Queued } from '../core/gate/gate.js';
 import type { Fault } from './faults.js';
 import type { ClientSide } from './headers.js';
 import type { RouteRuntime } from './runtime.js';
-import { UpstreamSignal, type Dispatching } from './upstream.js';
+import { UpstreamSignal, type BodyPipe, type Dispatching } from './upstream.js';
 
 /**
  * The front's request class (http.createServer's IncomingMessage option):
@@ -44,6 +44,13 @@ export class FrontRequest extends IncomingMessage implements ClientSide {
   clientIp = '';
   /** 'https' once the listener speaks TLS (issue 13). */
   scheme: 'http' | 'https' = 'http';
+  /** What admission matched (for the access log; an admitted request's Exchange has them too). */
+  route: RouteRuntime | null = null;
+  lane = -1;
+  /** The code of the answer Sluice wrote itself (a refusal reason or an error code); null otherwise. */
+  answer: string | null = null;
+  /** How long it waited in its lane's queue before a refusal. */
+  queuedMs = 0;
 
   /** Host, after ./request-head.ts put an absolute-form target's authority there. */
   get authority(): string {
@@ -89,7 +96,7 @@ export class Exchange extends UpstreamSignal implements Dispatching {
   /** The client sent `TE: trailers`: the upstream's trailers (undici fills them at the body's end) go to it. */
   wantsTrailers = false;
   /** The client's body when it has one: streamed to the upstream as it arrives, never parsed or buffered. */
-  requestBody: Readable | null = null;
+  requestBody: BodyPipe | null = null;
   upstreamTrailers: Record<string, string | string[] | undefined> | null = null;
 
   constructor(

@@ -113,10 +113,15 @@ function date(): string {
 
 /** Writes Sluice's own answers on one listener (its keep-alive timeout is advertised as Node would). */
 export class Answers {
-  private readonly keepAlive: string;
+  private keepAlive = '';
 
   constructor(keepAliveTimeoutMs: number) {
-    const seconds = Math.floor(keepAliveTimeoutMs / 1000);
+    this.keepAliveTimeout(keepAliveTimeoutMs);
+  }
+
+  /** The keep-alive timeout the answers advertise (server.keepAliveTimeoutMs; a reload changes it). */
+  keepAliveTimeout(ms: number): void {
+    const seconds = Math.floor(ms / 1000);
     this.keepAlive = `\r\nConnection: keep-alive${seconds > 0 ? `\r\nKeep-Alive: timeout=${seconds}` : ''}\r\n\r\n`;
   }
 

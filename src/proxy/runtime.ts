@@ -16,6 +16,7 @@ import { RouteGate, type InUse } from '../core/gate/gate.js';
 import { Limiter, type LimiterPolicy } from '../core/limiter/limiter.js';
 import { rateLimitPolicy } from '../core/rate/headers.js';
 import { createRateStore, type RateStoreFailure, type RateStoreHandle } from '../ratestore/create.js';
+import { TrustedProxies } from './client-address.js';
 import { headerPolicy, type HeaderPolicy } from './headers.js';
 import { createPool } from './upstream.js';
 import { RouteTable, clientKeyFn, type ClassifyInput } from './routes.js';
@@ -53,6 +54,8 @@ export interface Runtime {
   readonly clientRate: RateStoreHandle | null;
   /** The RateLimit-Policy value when clients.rateLimitHeaders is on (and there is a rate), else null. */
   readonly rateLimitPolicy: string | null;
+  /** The top-level forwarding's trusted proxies: the client address of a request no route matched (logs). */
+  readonly trusted: TrustedProxies;
 }
 
 export interface RuntimeDeps {
@@ -159,6 +162,7 @@ export function runtimeOf(config: Config, routes: RouteRuntime[], clientRate: Ra
     clientKey: clientKeyFn(config.clients.key),
     clientRate,
     rateLimitPolicy: config.clients.rate && config.clients.rateLimitHeaders ? rateLimitPolicy(config.clients.rate.perSecond, config.clients.rate.burst) : null,
+    trusted: new TrustedProxies(config.forwarding.trustedProxies),
   };
 }
 

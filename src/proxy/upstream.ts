@@ -10,7 +10,7 @@
  * attach the context as the abort signal (a client that leaves aborts its
  * upstream request) and to shorten the timeouts to the caller's deadline.
  */
-import type { Readable } from 'node:stream';
+import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { Pool, type Dispatcher } from 'undici';
 import type { RouteConfig } from '../config/types.js';
 
@@ -45,6 +45,20 @@ export class UpstreamSignal {
     const l = this.listener;
     this.listener = null;
     l?.();
+  }
+}
+
+/**
+ * The client's body on its way to undici, counted (the access log's bytesIn).
+ * undici destroys the body it was given when the upstream ends the exchange
+ * before the upload does (a 401 or 413 to an upload in progress); the
+ * client's request, piped in, survives that and still gets the answer.
+ */
+export class BodyPipe extends Transform {
+  bytes = 0;
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
+    this.bytes += chunk.length;
+    done(null, chunk);
   }
 }
 
