@@ -74,8 +74,12 @@ function replyHooks(opts: ForwardOptions): NonNullable<FastifyHttpProxyOptions['
     getUpstream: (request) => exchangeOf(request.raw).route.cfg.upstream,
     // A load shedder must never amplify load: no retries, not even reply-from's GET-on-503.
     retryDelay: () => null,
-    rewriteRequestHeaders: (request, headers) => {
+    rewriteRequestHeaders: (request, spread) => {
       const ex = exchangeOf(request.raw);
+      // Edited on a plain copy: reply-from hands over `{ ...req.headers }`, and on Node 20
+      // adding fields to an object made by spread is slow (CPU profile under wrk: the
+      // request transform took ~4% of the proxy's CPU, on the copy ~0.3%; issue-12 note).
+      const headers: typeof spread = Object.assign({}, spread);
       ex.wantsTrailers = requestHeaders(headers, ex.route.headerPolicy, request.raw as FrontRequest);
       headers['x-request-id'] = ex.requestId;
       const dl = ex.route.cfg.deadline;
