@@ -111,7 +111,7 @@ test('upstream latency per lane: each lane\'s percentiles from its own responses
   assert.deepEqual(idle?.lanes.map((l) => l.upstreamLatencyMs), [{ p50: 5.5, p99: 9.91 }, null]);
 });
 
-test('a sample keeps the state: breaker open, shed state, queues, readiness and why', () => {
+test('a sample keeps the state: breaker open, shed state, queues, open WebSockets, readiness and why', () => {
   const h = new History();
   const dead = view({ name: 'dead', circuitBreaker: { state: 'open', opens: 3, openRemainingMs: 4321.7 }, state: 'normal', backlogSeconds: null });
   const s = h.record(at(0), snap(dead, undefined, { ready: false, notReady: { reason: 'backlog', routes: [{ route: 'dead' }] } }));
@@ -123,6 +123,9 @@ test('a sample keeps the state: breaker open, shed state, queues, readiness and 
   assert.equal(s.t, 1_700_000_000_000);
   const noBreaker = h.record(at(1), snap(view({ circuitBreaker: null }), undefined));
   assert.equal(noBreaker.routes[0]?.breaker, null);
+  assert.equal(noBreaker.routes[0]?.websockets, null);
+  const chat = h.record(at(2), snap(view({ websocket: { open: 7, maxOpen: 1000 } }), undefined));
+  assert.deepEqual(chat.routes[0]?.websockets, { open: 7, maxOpen: 1000 });
 });
 
 test('totals are copied: the metrics mutating their arrays afterwards does not change the next rates', () => {

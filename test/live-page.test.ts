@@ -9,7 +9,10 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { chromium, type Browser } from 'playwright-core';
+import WebSocket, { WebSocketServer } from 'ws';
 import { LIVE_PAGE } from '../src/observability/live-page.js';
 import { send, startSluice } from './helpers/sluice.js';
 import { startUpstream, type TestUpstream } from './helpers/upstream.js';
@@ -223,5 +226,40 @@ routes:
   } finally {
     await page.close();
     await s.close();
+  }
+});
+
+test('a websocket route shows its open WebSockets of maxOpen; a route without websocket: shows none', async () => {
+  const httpServer = createServer((_req, res) => res.end('plain'));
+  const wss = new WebSocketServer({ server: httpServer });
+  await new Promise<void>((resolve) => httpServer.listen(0, '127.0.0.1', resolve));
+  const wsUp = `http://127.0.0.1:${(httpServer.address() as AddressInfo).port}`;
+  const s = await startSluice(`
+log: { level: error }
+routes:
+  - name: chat
+    match: { pathPrefix: /ws }
+    upstream: ${wsUp}
+    websocket: { maxOpen: 50 }
+  - name: orders
+    match: { pathPrefix: / }
+    upstream: ${up.url}
+`);
+  const page = await browser.newPage();
+  const client = new WebSocket(`${s.url.replace(/^http/, 'ws')}/ws`);
+  try {
+    await new Promise((resolve, reject) => client.once('open', resolve).once('error', reject));
+    await page.goto(`${s.adminUrl}/?every=100`);
+    const chat = page.locator('section[data-route="chat"] [data-field="websockets"]');
+    await chat.waitFor({ timeout: 10_000 });
+    await page.waitForFunction(() => document.querySelector('section[data-route="chat"] [data-field="websockets"]')?.textContent === '1 / 50', undefined, { timeout: 10_000 });
+    assert.equal(await page.locator('section[data-route="orders"] [data-field="websockets"]').isVisible(), false);
+  } finally {
+    client.terminate();
+    await page.close();
+    await s.close();
+    for (const c of wss.clients) c.terminate();
+    wss.close();
+    httpServer.close();
   }
 });

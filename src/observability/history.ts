@@ -15,8 +15,8 @@
  *                interpolated inside a bucket the way Prometheus's
  *                histogram_quantile does (so the page and Grafana agree);
  *                null when nothing was observed in the interval;
- *   state        limit, in-flight, queues, shed state, breaker state,
- *                readiness and why, as they were at that moment.
+ *   state        limit, in-flight, queues, shed state, breaker state, open
+ *                WebSockets, readiness and why, as they were at that moment.
  *
  * Samples go into a ring of fixed capacity (300 = 5 minutes at one per
  * second): memory is bounded by routes × lanes × capacity, whatever the
@@ -75,6 +75,8 @@ interface RouteBasics {
 /** What History needs of a route's state (the fields of /admin/state it keeps). */
 export interface RouteView extends RouteBasics {
   readonly circuitBreaker: { readonly state: BreakerStateName; readonly opens: number; readonly openRemainingMs: number } | null;
+  /** A route with `websocket:` (absent or null otherwise). */
+  readonly websocket?: { readonly open: number; readonly maxOpen: number } | null;
   readonly lanes: readonly { readonly name: string; readonly inflight: number; readonly queued: number; readonly maxSlots: number; readonly oldestQueuedMs: number }[];
 }
 
@@ -108,6 +110,8 @@ export interface LaneSample {
 export interface RouteSample extends RouteBasics {
   /** null when the route has no breaker. */
   readonly breaker: { readonly state: BreakerStateName; readonly opens: number; readonly openRemainingMs: number } | null;
+  /** Open WebSockets and the route's maxOpen; null for a route without `websocket:`. */
+  readonly websockets: { readonly open: number; readonly maxOpen: number } | null;
   readonly admittedPerSecond: number;
   /** Refusals per second by reason; reasons with none in the interval are left out. */
   readonly refusedPerSecond: Readonly<Record<string, number>>;
@@ -213,6 +217,7 @@ function routeSample(view: RouteView, totals: RouteTotals | undefined, before: R
     queued: view.queued,
     state: view.state,
     breaker: b === null ? null : { state: b.state, opens: b.opens, openRemainingMs: Math.round(b.openRemainingMs) },
+    websockets: view.websocket ? { open: view.websocket.open, maxOpen: view.websocket.maxOpen } : null,
     completionsPerSecond: view.completionsPerSecond,
     backlogSeconds: view.backlogSeconds === null ? null : round(view.backlogSeconds, 2),
     admittedPerSecond: round(admitted, 2),

@@ -10,7 +10,8 @@
  *   - badges: circuit breaker (closed / half-open / open: a route whose
  *     upstream is down is red), shed state (normal / overloaded);
  *   - figures: limit, in flight, queued, admitted/s, refused/s, upstream
- *     errors/s, upstream p99, backlog;
+ *     errors/s, upstream p99, backlog, open WebSockets of maxOpen (routes
+ *     with websocket: only);
  *   - charts, each with its unit on the y axis and seconds-ago on the x axis:
  *     limit and in-flight, queue depth per lane, refusals per second by
  *     reason, queue wait p50/p99 per lane, upstream latency p50/p99 per lane,
@@ -129,6 +130,7 @@ export const LIVE_PAGE = String.raw`<!doctype html>
     stat(stats, 'errors', 'upstream errors/s');
     stat(stats, 'p99', 'upstream p99 ms');
     stat(stats, 'backlog', 'backlog s');
+    stat(stats, 'websockets', 'WebSockets open');
     sec.appendChild(stats);
     var charts = el('div', { 'class': 'charts' });
     var card = {
@@ -325,6 +327,10 @@ export const LIVE_PAGE = String.raw`<!doctype html>
     setField(card, 'upstream', r.algorithm + ' \u2192 ' + r.upstream);
     setField(card, 'limit', fmt(r.limit));
     setField(card, 'inflight', String(r.inflight));
+    // Routes with websocket: only: open sockets of maxOpen (they hold no request permit).
+    var ws = card.section.querySelector('[data-field="websockets"]');
+    ws.parentNode.style.display = r.websockets ? '' : 'none';
+    if (r.websockets) ws.textContent = r.websockets.open + ' / ' + r.websockets.maxOpen;
     setField(card, 'queued', String(r.queued));
     setField(card, 'admitted', fmt(r.admittedPerSecond));
     setField(card, 'refused', fmt(sum(r.refusedPerSecond)));
