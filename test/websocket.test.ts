@@ -13,7 +13,8 @@ import { after, before, test } from 'node:test';
 import WebSocket, { WebSocketServer } from 'ws';
 import { startCli } from './helpers/cli.js';
 import { scrape } from './helpers/prom.js';
-import { eventually, rawExchange, send, splitAnswer, startSluice, writePolicy, type Running } from './helpers/sluice.js';
+import { connect } from 'node:net';
+import { eventually, rawExchange, send, splitAnswer, startSluice, startSluiceFile, writePolicy, type Running } from './helpers/sluice.js';
 
 /** An upstream: a ws echo server on a plain HTTP server that answers other requests with the headers it saw. */
 interface WsUpstream {
@@ -351,5 +352,87 @@ routes:
   } finally {
     for (const ws of open) ws.terminate();
     cli.child.kill('SIGKILL');
+  }
+});
+
+/** A masked client text frame (RFC 6455 §5.2), as a browser would send it. */
+function clientFrame(text: string): Buffer {
+  const payload = Buffer.from(text);
+  const mask = Buffer.from([0x11, 0x22, 0x33, 0x44]);
+  const masked = Buffer.from(payload.map((b, i) => b ^ (mask[i % 4] as number)));
+  return Buffer.concat([Buffer.from([0x81, 0x80 | payload.length]), mask, masked]);
+}
+
+const UPGRADE_HEAD = (path: string) =>
+  `GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`;
+
+test('raw client: a plain request pipelined before the upgrade is answered first, and a frame sent with the upgrade head (before the 101) is relayed', async () => {
+  const bytes = `GET /ws/plain HTTP/1.1\r\nHost: x\r\n\r\n${UPGRADE_HEAD('/ws/raw')}`;
+  const sock = connect(Number(new URL(s.url).port), '127.0.0.1');
+  let data = Buffer.alloc(0);
+  sock.on('data', (c: Buffer) => (data = Buffer.concat([data, c])));
+  try {
+    sock.write(Buffer.concat([Buffer.from(bytes, 'latin1'), clientFrame('early bird')]));
+    await eventually(() => data.includes('early bird'), 'the echo of the early frame');
+    const text = data.toString('latin1');
+    const first = text.indexOf('HTTP/1.1 200');
+    const second = text.indexOf('HTTP/1.1 101 Switching Protocols');
+    assert.ok(first >= 0 && second > first, text.slice(0, 300));
+    // The accept key of RFC 6455's own example, computed by the upstream and passed through.
+    assert.match(text, /sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK\+xOo=/i);
+    // The echo is an unmasked server frame after the 101 head.
+    const frame = data.subarray(data.indexOf('\r\n\r\n', second) + 4);
+    assert.deepEqual([frame[0], frame[1]], [0x81, 'early bird'.length]);
+  } finally {
+    sock.destroy();
+  }
+  await eventually(async () => (await route('chat')).websocket?.open === 0, 'the raw socket is closed');
+});
+
+test('an upstream that closes first is counted as upstream; a client that resets is counted as error', async () => {
+  const before = (await route('chat')).websocket?.closed;
+  const ws = await mustOpen(s.url, '/ws/server-closes');
+  const gone = closed(ws);
+  for (const c of up.server.clients) if (c.readyState === WebSocket.OPEN) c.close(4000, 'bye');
+  assert.deepEqual(await gone, { code: 4000, reason: 'bye' });
+  await eventually(async () => (await route('chat')).websocket?.closed.upstream === (before?.upstream ?? 0) + 1, 'counted as upstream');
+  const ws2 = await mustOpen(s.url, '/ws/reset');
+  ws2.terminate();
+  await eventually(async () => (await route('chat')).websocket?.open === 0, 'gone');
+  const after = (await route('chat')).websocket?.closed;
+  assert.equal((after?.error ?? 0) + (after?.client ?? 0), (before?.error ?? 0) + (before?.client ?? 0) + 1);
+});
+
+test('reload: a lower maxOpen applies to the next upgrade (open sockets stay); without websocket: the upgrade is an ordinary request again', async () => {
+  const policy = (ws: string) => `
+log: { level: error }
+routes:
+  - name: chat
+    match: { pathPrefix: / }
+    upstream: ${up.url}
+${ws}`;
+  const file = writePolicy(policy('    websocket: { maxOpen: 5 }'));
+  const r = await startSluiceFile(file);
+  const open: WebSocket[] = [];
+  try {
+    open.push(await mustOpen(r.url, '/a'), await mustOpen(r.url, '/b'));
+    writePolicy(policy('    websocket: { maxOpen: 2 }'), file);
+    assert.equal(r.app.reload().result, 'success');
+    const refused = await openWs(r.url, '/c');
+    assert.ok(!('ws' in refused));
+    assert.equal(refused.status, 503);
+    for (const ws of open) assert.equal((await echo(ws, 'kept')).data.toString(), 'kept');
+    writePolicy(policy(''), file);
+    assert.equal(r.app.reload().result, 'success');
+    // The route proxies no upgrade now: the upstream sees a plain GET (its plain answer, no 101).
+    const plain = await openWs(r.url, '/d');
+    assert.ok(!('ws' in plain));
+    assert.equal(plain.status, 200);
+    assert.equal(JSON.parse(plain.body).headers.upgrade, undefined);
+    // The sockets opened before still work.
+    assert.equal((await echo(open[0] as WebSocket, 'still')).data.toString(), 'still');
+  } finally {
+    for (const ws of open) ws.terminate();
+    await r.close();
   }
 });
