@@ -1,5 +1,5 @@
 /**
- * Scenario 8 (`--only websocket`): many open WebSockets through Sluice
+ * Scenario 9 (`--only websocket`): many open WebSockets through Sluice
  * (issue 13), with the real `ws` client (this process) and a `ws` echo
  * upstream (bench/procs/ws-upstream.ts), Sluice as the real CLI.
  *
@@ -239,5 +239,5 @@ function report(ctx: BenchContext, r: Result): ScenarioOutput {
     '',
     `After every client closed: ${r.closed.open} open, Sluice RSS ${fmt(r.rssClosedMb)} MB.${failures.size > 0 ? ` Upgrades that did not open (at most 1% allowed): ${[...failures].map(([k, v]) => `${v} × ${k}`).join(', ')}.` : ''}`,
   ].join('\n');
-  return { id: 'websocket', title: '8. WebSockets: memory per open socket, messages outside admission', markdown, json: r, targets };
+  return { id: 'websocket', title: '9. WebSockets: memory per open socket, messages outside admission', markdown, json: r, targets };
 }
