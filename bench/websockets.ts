@@ -5,7 +5,7 @@
  *
  * a. Memory: Sluice's RSS before (after a warm-up of WARMUP sockets opened
  *    and closed), then at each quarter of N open sockets (opened OPEN_BATCH
- *    at a time), 2 s after the last opened: growth per open WebSocket.
+ *    at a time), QUIET_MS after the last opened: growth per open WebSocket.
  * b. Messages: with all N open, ROUND_TRIPS echo round trips of a 64-byte
  *    text message, ECHO_SOCKETS sockets each sending its next message when
  *    the last came back: Sluice's CPU time per round trip (two frames
@@ -34,6 +34,7 @@ const FD_SPARE = 150;
 const WARMUP = 200;
 const OPEN_BATCH = 100;
 const ECHO_SOCKETS = 100;
+const QUIET_MS = 2000;
 
 function fdLimit(): number {
   try {
@@ -150,20 +151,19 @@ interface Step {
   readonly perSocketKb: number;
 }
 
-async function memorySteps(sluice: Proc, url: string, n: number, sockets: WebSocket[], log: (m: string) => void): Promise<{ baseMb: number; steps: Step[]; openSeconds: number }> {
-  await settle(2000);
+async function memorySteps(sluice: Proc, url: string, n: number, sockets: WebSocket[], quiet: number, log: (m: string) => void): Promise<{ baseMb: number; steps: Step[] }> {
+  await settle(quiet);
   const base = sluice.rssBytes();
   const steps: Step[] = [];
-  const t0 = Date.now();
   for (const q of [0.25, 0.5, 0.75, 1]) {
     await openMany(url, Math.round(n * q) - sockets.length, sockets);
     if (sockets.length === 0) throw new Error('no WebSocket opened');
-    await settle(2000);
+    await settle(quiet);
     const rss = sluice.rssBytes();
     steps.push({ open: sockets.length, rssMb: rss / 2 ** 20, perSocketKb: (rss - base) / 1024 / sockets.length });
     log(`  websocket: ${sockets.length} open, Sluice RSS ${fmt(rss / 2 ** 20)} MB (${fmt((rss - base) / 1024 / sockets.length, 2)} KB per socket)`);
   }
-  return { baseMb: base / 2 ** 20, steps, openSeconds: (Date.now() - t0 - 8000) / 1000 };
+  return { baseMb: base / 2 ** 20, steps };
 }
 
 export async function webSocketScenario(ctx: BenchContext): Promise<ScenarioOutput> {
@@ -180,7 +180,8 @@ export async function webSocketScenario(ctx: BenchContext): Promise<ScenarioOutp
     await openMany(url, WARMUP, sockets);
     await echoes(sockets, Math.min(ECHO_SOCKETS, sockets.length), 1000);
     await closeAll(sockets);
-    const mem = await memorySteps(sluice, url, n, sockets, ctx.log);
+    // RSS is read QUIET_MS after each step (2 s; a quick run only checks that the scenario works).
+    const mem = await memorySteps(sluice, url, n, sockets, ctx.quick ? 200 : QUIET_MS, ctx.log);
     const before = await counters(admin);
     const cpu0 = sluice.cpuSeconds();
     const t0 = performance.now();
@@ -208,7 +209,7 @@ interface Result {
   readonly roundTrips: number;
   readonly seconds: number;
   readonly cpuUs: number;
-  readonly mem: { baseMb: number; steps: Step[]; openSeconds: number };
+  readonly mem: { baseMb: number; steps: Step[] };
   readonly before: Counters;
   readonly afterMsgs: Counters;
   readonly closed: Counters;
