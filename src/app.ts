@@ -25,6 +25,7 @@ import { SampledLog } from './observability/sampled-log.js';
 import { InstanceInfo, routeState, type AdminState, type ReloadResult, type RouteState } from './observability/state.js';
 import { teeEvents, type ProxyEvents } from './proxy/events.js';
 import type { Lifecycle } from './proxy/lifecycle.js';
+import type { ListenerView } from './proxy/front.js';
 import { buildProxyListener } from './proxy/listener.js';
 import { createRuntime, type RuntimeDeps } from './proxy/runtime.js';
 import { WebSockets } from './proxy/websocket.js';
@@ -78,7 +79,7 @@ export interface Sluice {
 
 /** Both listeners, proxy first; never half-started: the proxy port is not left open without its admin. */
 async function listenBoth(proxy: FastifyInstance, admin: FastifyInstance, config: Config, override: { proxyPort?: number; adminPort?: number }) {
-  const proxyUrl = await listenOn(proxy, 'proxy', config.listen.host, override.proxyPort ?? config.listen.port);
+  const proxyUrl = await listenOn(proxy, 'proxy', config.listen.host, override.proxyPort ?? config.listen.port, config.listen.tls === undefined ? 'http' : 'https');
   try {
     const adminUrl = await listenOn(admin, 'admin', config.admin.host, override.adminPort ?? config.admin.port);
     return { proxyUrl, adminUrl };
@@ -116,7 +117,7 @@ function loggerFor(config: Config, share: WorkerShare): Logger {
 }
 
 /** The instance's metrics; a worker leaves the per-instance series (sluice_info, reloads) to its primary. */
-function instanceMetrics(routes: () => readonly RouteState[], refusalLog: SampledLog, runtimes: () => Runtimes, share: WorkerShare): Metrics {
+function instanceMetrics(routes: () => readonly RouteState[], refusalLog: SampledLog, runtimes: () => Runtimes, share: WorkerShare, listener: () => ListenerView): Metrics {
   return new Metrics({
     version: sluiceVersion(),
     routes,
@@ -126,6 +127,7 @@ function instanceMetrics(routes: () => readonly RouteState[], refusalLog: Sample
       return s === null ? null : s.state === 'up';
     },
     perInstance: share.count === 1,
+    listener,
   });
 }
 
@@ -145,9 +147,10 @@ export async function buildApp(whole: Config, deps: AppDeps = {}): Promise<Sluic
     ...info.view(),
     ready: !draining(),
     draining: draining(),
+    listener: front.view(),
     routes: runtimes.current.routes.map((r) => routeState(r, (route, lane) => metrics.laneTotals(route, lane), (cfg) => webSockets.view(cfg))),
   });
-  const metrics = instanceMetrics(() => state().routes, refusalLog, () => runtimes, share);
+  const metrics = instanceMetrics(() => state().routes, refusalLog, () => runtimes, share, () => front.view());
   // Metrics hear everything; the access log only its records.
   const observed = teeEvents(metrics, new AccessLog(logger));
   const events = deps.events ? teeEvents(observed, deps.events) : observed;
@@ -155,7 +158,8 @@ export async function buildApp(whole: Config, deps: AppDeps = {}): Promise<Sluic
   const runtimes = new Runtimes(createRuntime(config, rtDeps), clock, logger);
   metrics.bindRoutes(runtimes.current.routes);
 
-  const proxy = await buildProxyListener({
+  const { proxy, front } = await buildProxyListener({
+    listen: config.listen,
     server: config.server,
     runtime: () => runtimes.current,
     lifecycle,
@@ -167,7 +171,7 @@ export async function buildApp(whole: Config, deps: AppDeps = {}): Promise<Sluic
     shadowLog: new SampledLog(clock, 20),
     webSockets,
   });
-  const reloadDeps = { runtimes, runtimeDeps: rtDeps, started: config, log: logger, ownLogger: deps.logger === undefined, draining };
+  const reloadDeps = { runtimes, runtimeDeps: rtDeps, started: config, log: logger, ownLogger: deps.logger === undefined, draining, listener: front };
   function reload(file = runtimes.current.config.file): ReloadResult {
     const result = reloadConfig(file, reloadDeps);
     if (result.result === 'success') metrics.bindRoutes(runtimes.current.routes);

@@ -78,6 +78,7 @@ const DEFAULT_ROUTE_POLICY = {
   lanes: DEFAULT_LANES,
   forwarding: DEFAULT_FORWARDING,
   preserveHost: false,
+  http2: false,
 };
 
 test('a config with only a route gets every documented default', () => {
@@ -86,9 +87,11 @@ test('a config with only a route gets every documented default', () => {
     file: resolve('minimal.yaml'),
     mode: 'enforce',
     workers: 1,
-    listen: { host: '0.0.0.0', port: 8080 },
+    listen: { host: '0.0.0.0', port: 8080, http2: false },
     admin: { host: '127.0.0.1', port: 9901, allowedHosts: [] },
-    server: { headersTimeoutMs: 10000, requestTimeoutMs: 300000, keepAliveTimeoutMs: 72000, maxHeaderBytes: 16384, maxHeaderCount: 200, bodyIdleTimeoutMs: 30000 },
+    server: { headersTimeoutMs: 10000, requestTimeoutMs: 300000, keepAliveTimeoutMs: 72000, maxHeaderBytes: 16384, maxHeaderCount: 200, bodyIdleTimeoutMs: 30000,
+      http2: { maxConcurrentStreams: 100, maxHeaderListBytes: 65536, maxExcessResets: 100 },
+    },
     log: { level: 'info', pretty: false, access: { enabled: false, sample: 1 } },
     forwarding: DEFAULT_FORWARDING,
     lanes: DEFAULT_LANES,
@@ -152,6 +155,8 @@ test('config.example.yaml sets every key the schema knows', () => {
   const exempt = (path: string[]) =>
     path.join('.') === 'clients.key.ip' ||
     path.join('.') === 'admin.token' ||
+    // listen.tls needs certificate files: the example shows it commented out (checked below).
+    path.join('.').startsWith('listen.tls') ||
     path.join('.').startsWith('clients.rate.store') ||
     (path[0] === 'routes' && path[2] !== 'match' && path.length > 3) ||
     // defaults.forwarding takes the top-level forwarding keys, documented there.
@@ -161,7 +166,7 @@ test('config.example.yaml sets every key the schema knows', () => {
     .map((path) => path.join('.'));
   assert.deepEqual(missing, []);
   assert.match(text, /\{ ip: true \}/);
-  for (const key of ['store:', 'redis:', 'url:', 'timeoutMs:', 'prefix:', 'instances:', 'token:']) assert.match(text, new RegExp(`^ *# *${key}`, 'm'), key);
+  for (const key of ['store:', 'redis:', 'url:', 'timeoutMs:', 'prefix:', 'instances:', 'token:', 'tls:', 'certFile:', 'keyFile:', 'caFile:', 'minVersion:']) assert.match(text, new RegExp(`^ *# *${key}`, 'm'), key);
 });
 
 test('config.example.yaml: routes, classify and clients as written', () => {
@@ -539,7 +544,7 @@ test('server: headersTimeoutMs cannot exceed requestTimeoutMs; maxHeaderBytes is
     'x.yaml:1:27: server.maxHeaderBytes: must be an integer between 1024 and 1048576',
   ]);
   const ok = parseConfig(yaml('server: { headersTimeoutMs: 500, requestTimeoutMs: 500, maxHeaderBytes: 8192 }', ...ROUTE), 'x.yaml');
-  assert.deepEqual(ok.server, { headersTimeoutMs: 500, requestTimeoutMs: 500, keepAliveTimeoutMs: 72000, maxHeaderBytes: 8192, maxHeaderCount: 200, bodyIdleTimeoutMs: 30000 });
+  assert.deepEqual(ok.server, { headersTimeoutMs: 500, requestTimeoutMs: 500, keepAliveTimeoutMs: 72000, maxHeaderBytes: 8192, maxHeaderCount: 200, bodyIdleTimeoutMs: 30000, http2: { maxConcurrentStreams: 100, maxHeaderListBytes: 65536, maxExcessResets: 100 } });
 });
 
 test('per-route lane overrides are checked after merging', () => {

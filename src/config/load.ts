@@ -26,7 +26,8 @@ import {
   type RawConfig,
   type Route,
 } from './schema.js';
-import type { Config, ConfigProblem, ForwardingConfig, RouteConfig } from './types.js';
+import { tlsConfig } from './tls-files.js';
+import type { Config, ConfigProblem, ForwardingConfig, RouteConfig, TlsConfig } from './types.js';
 
 export class ConfigError extends Error {
   readonly problems: ConfigProblem[];
@@ -102,6 +103,10 @@ export function parseConfig(text: string, file: string): Config {
   issues.push(
     ...crossChecks(parts, merged, (path) => has(raw, path)).filter((issue) => !rejected.has(issue.path.join('.'))),
   );
+  // The certificate files are read only once their keys are valid.
+  const rawTls = whole.success ? whole.data.listen.tls : undefined;
+  const tls = rawTls === undefined ? undefined : tlsConfig(rawTls, file);
+  if (tls !== undefined) issues.push(...tls.issues);
 
   if (issues.length > 0 || !whole.success) {
     const seen = new Set<string>();
@@ -120,7 +125,7 @@ export function parseConfig(text: string, file: string): Config {
     throw new ConfigError(problems);
   }
 
-  return deepFreeze(build(whole.data, merged, file));
+  return deepFreeze(build(whole.data, merged, file, tls?.tls));
 }
 
 // ---------------------------------------------------------------- where in the file
@@ -326,7 +331,7 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
 
 const DEADLINE_HEADER = { ms: 'x-request-timeout-ms', 'grpc-timeout': 'grpc-timeout' } as const;
 
-function build(data: RawConfig, merged: readonly Merged[], file: string): Config {
+function build(data: RawConfig, merged: readonly Merged[], file: string, tls: TlsConfig | undefined): Config {
   const { lanes, clients } = data;
   const routes = data.routes.map((route, i): RouteConfig => {
     const { policy, lanes: routeLanes } = merged[i]!;
@@ -335,6 +340,7 @@ function build(data: RawConfig, merged: readonly Merged[], file: string): Config
       name: route.name,
       match: route.match,
       upstream: route.upstream,
+      http2: route.http2,
       mode: mode ?? data.mode,
       ...rest,
       forwarding: forwardingConfig(deepMerge<Forwarding>(data.forwarding, forwarding as DeepPartial<Forwarding> | undefined)),
@@ -349,7 +355,7 @@ function build(data: RawConfig, merged: readonly Merged[], file: string): Config
     file: file === '' ? '' : resolve(file),
     mode: data.mode,
     workers: resolveWorkers(data.workers).count,
-    listen: data.listen,
+    listen: { host: data.listen.host, port: data.listen.port, http2: data.listen.http2, ...(tls && { tls }) },
     admin: data.admin,
     server: data.server,
     log: data.log,

@@ -340,7 +340,8 @@ export const routeSchema = obj({
   }),
   upstream: upstream(),
   lanes: z.record(z.string(), laneOverrideSchema).optional(),
-  // Route-only (not in defaults:): the route proxies WebSocket upgrades (proxy/websocket.ts).
+  // Route-only (not in defaults:): how this upstream is spoken to, and whether it proxies WebSocket upgrades (proxy/websocket.ts).
+  http2: bool().default(false),
   websocket: obj({
     maxOpen: int(1, 1_000_000).default(1000),
     idleTimeoutMs: int(1).default(300_000),
@@ -349,10 +350,23 @@ export const routeSchema = obj({
 });
 export type Route = z.output<typeof routeSchema>;
 
+/**
+ * listen.tls: the files are read and checked after the schema (config/tls-files.ts),
+ * so a missing or mismatched file is reported at its key like any other problem.
+ */
+const tlsSchema = obj({
+  certFile: text(),
+  keyFile: text(),
+  caFile: text().optional(),
+  minVersion: oneOf(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'),
+});
+
 const listen = (host: string, port: number) =>
   obj({
     host: text().default(host),
     port: int(0, 65535).default(port),
+    tls: tlsSchema.optional(),
+    http2: bool().default(false),
   }).prefault({});
 
 /**
@@ -391,6 +405,11 @@ export const configSchema = obj({
     maxHeaderBytes: int(1024, 1_048_576).default(16_384),
     maxHeaderCount: int(1, 10_000).default(200),
     bodyIdleTimeoutMs: int(0).default(30_000),
+    http2: obj({
+      maxConcurrentStreams: int(1, 2_147_483_647).default(100),
+      maxHeaderListBytes: int(1024, 16_777_215).default(65_536),
+      maxExcessResets: int(1, 1_000_000).default(100),
+    }).prefault({}),
   }).prefault({}),
   log: obj({
     level: oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

@@ -15,6 +15,40 @@ export interface Listen {
   readonly port: number; // 0..65535; 0 = ephemeral (tests)
 }
 
+/**
+ * The certificate material of `listen.tls`, read and checked when the config
+ * is loaded (config/tls-files.ts): PEM text, so a reload can tell whether it
+ * changed. It never appears in JSON (toJSON names the files only).
+ */
+export interface TlsMaterial {
+  readonly cert: string;
+  readonly key: string;
+  readonly ca?: string;
+  /** SHA-256 fingerprint of the leaf certificate (AA:BB:...). */
+  readonly fingerprint: string;
+  readonly subject: string;
+  /** The leaf certificate's notAfter (ISO 8601). */
+  readonly notAfter: string;
+  toJSON(): unknown;
+}
+
+/** `listen.tls`: TLS termination on the proxy listener (protocols/tls.ts). */
+export interface TlsConfig {
+  /** Absolute paths (relative ones are resolved against the config file's directory). */
+  readonly certFile: string;
+  readonly keyFile: string;
+  /** Clients must present a certificate signed by one of these CAs (mutual TLS). */
+  readonly caFile?: string;
+  readonly minVersion: 'TLSv1.2' | 'TLSv1.3'; // TLSv1.2
+  readonly material: TlsMaterial;
+}
+
+/** The proxy listener: its address, TLS, and HTTP/2 (ALPN h2 over TLS, h2c by prior knowledge in plaintext). */
+export interface ProxyListen extends Listen {
+  readonly tls?: TlsConfig;
+  readonly http2: boolean; // false
+}
+
 /** The admin listener: its address and what guards its browser-facing and POST endpoints (observability/admin-guard.ts). */
 export interface AdminConfig extends Listen {
   /** Host names accepted in Host (and Origin) besides the listener's own addresses and localhost; lower-cased. Default []. */
@@ -192,6 +226,8 @@ export interface RouteConfig {
    * Absent: the limiter derives them from its own limit.
    */
   readonly clientSlots?: number;
+  /** Speak HTTP/2 to the upstream: https:// by ALPN, http:// by prior knowledge (h2c). Default false. */
+  readonly http2: boolean;
   /** Absent: WebSocket upgrades on this route are forwarded as ordinary requests (without Upgrade). */
   readonly websocket?: WebSocketConfig;
 }
@@ -215,6 +251,21 @@ export interface ServerConfig {
   readonly maxHeaderBytes: number; // 16384: a larger request head gets 431
   readonly maxHeaderCount: number; // 200: more request header fields get 431 (never a truncated request)
   readonly bodyIdleTimeoutMs: number; // 30000: an admitted request's body silent this long gets 408; 0 = off
+  readonly http2: Http2ServerConfig;
+}
+
+/** `server.http2`: bounds of an HTTP/2 client connection (protocols/h2-server.ts). */
+export interface Http2ServerConfig {
+  /** SETTINGS_MAX_CONCURRENT_STREAMS: streams (requests) open at once on one connection. */
+  readonly maxConcurrentStreams: number; // 100
+  /** SETTINGS_MAX_HEADER_LIST_SIZE: a request's header list (HPACK-decoded, RFC 9113 §6.5.2 counting). */
+  readonly maxHeaderListBytes: number; // 65536
+  /**
+   * Rapid reset (CVE-2023-44487): a connection whose client-reset streams
+   * outnumber its completed ones by more than this is closed (GOAWAY
+   * ENHANCE_YOUR_CALM).
+   */
+  readonly maxExcessResets: number; // 100
 }
 
 export interface AccessLogConfig {
@@ -233,7 +284,7 @@ export interface Config {
    * In a worker's share of the config (core/split.ts) this stays the total.
    */
   readonly workers: number;
-  readonly listen: Listen; // 0.0.0.0:8080
+  readonly listen: ProxyListen; // 0.0.0.0:8080
   readonly admin: AdminConfig; // 127.0.0.1:9901
   readonly server: ServerConfig;
   readonly log: { readonly level: LogLevel; readonly pretty: boolean; readonly access: AccessLogConfig };

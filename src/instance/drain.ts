@@ -4,10 +4,11 @@
  *   draining  readiness fails at once; requests are still served, each
  *             response asks its client to close the connection; for
  *             shutdown.readinessGraceMs, so load balancers notice
- *   closing   the listener closes (idle connections with it); requests on
- *             connections still open are refused 503 draining; admitted
- *             and queued requests get shutdown.drainTimeoutMs to finish;
- *             open WebSockets are closed with 1001 (Going Away)
+ *   closing   the listener closes (idle connections with it; HTTP/2
+ *             connections get GOAWAY); requests on connections still open
+ *             are refused 503 draining; admitted and queued requests get
+ *             shutdown.drainTimeoutMs to finish; open WebSockets are
+ *             closed with 1001 (Going Away)
  *   expired   what is left is refused (queued: 503 draining) or cut (in
  *             flight: the pools are destroyed, answered 503 draining when
  *             no response has begun); connections get FLUSH_MS to take
@@ -84,7 +85,7 @@ export async function drain(deps: DrainDeps): Promise<DrainReport> {
   if (readinessGraceMs > 0) await delay(clock, readinessGraceMs);
 
   lifecycle.phase = 'closing';
-  // Stops accepting connections and closes the idle ones; resolves once every connection is gone.
+  // Stops accepting connections and closes the idle ones (HTTP/2: GOAWAY); resolves once every connection is gone.
   const closed = proxy.close();
   // WebSockets are no requests to wait for: they are told the server goes away (1001).
   const webSockets = deps.webSockets?.closeAll() ?? 0;

@@ -45,18 +45,18 @@ export function hostPort(host: string, port: number): string {
 }
 
 /** The base URL of a listening fastify instance. */
-export function urlOf(app: FastifyInstance): string {
+export function urlOf(app: FastifyInstance, scheme: 'http' | 'https' = 'http'): string {
   const a = app.server.address() as AddressInfo;
-  return `http://${hostPort(a.address, a.port)}`;
+  return `${scheme}://${hostPort(a.address, a.port)}`;
 }
 
 /** Listens, or throws a ListenError that names the listener, the address and the cause. */
-export async function listenOn(app: FastifyInstance, listener: ListenerName, host: string, port: number): Promise<string> {
+export async function listenOn(app: FastifyInstance, listener: ListenerName, host: string, port: number, scheme: 'http' | 'https' = 'http'): Promise<string> {
   try {
     await app.listen({ host, port });
   } catch (err) {
     const code = (err as NodeJS.ErrnoException | undefined)?.code;
     throw new ListenError(listener, hostPort(host, port), typeof code === 'string' ? code : undefined, err);
   }
-  return urlOf(app);
+  return urlOf(app, scheme);
 }

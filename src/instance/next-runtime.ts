@@ -6,7 +6,7 @@
  *   limiter   the same object, reconfigured in place: its limit (unless the
  *             limit config changed), in-flight, queues and per-client counts
  *             stay, so a reload never lets a route exceed its limit;
- *   pool      the same, unless the upstream or its timeouts changed;
+ *   pool      the same, unless the upstream, its timeouts or http2 changed;
  *   breaker   the same (its state and backoff), unless the upstream or the
  *             circuitBreaker config changed;
  *   buckets   the client rate buckets, while clients.rate stays;
@@ -107,7 +107,7 @@ export function prepareRuntime(prev: Runtime, config: Config, deps: RuntimeDeps)
     // What the breaker learned is about this upstream under these rules: a new upstream or new rules start afresh.
     const sameBreaker = old.cfg.upstream === cfg.upstream && isDeepStrictEqual(old.cfg.circuitBreaker, cfg.circuitBreaker);
     const breaker = sameBreaker ? old.breaker : newBreaker(cfg, deps);
-    const samePool = old.cfg.upstream === cfg.upstream && isDeepStrictEqual(old.cfg.timeouts, cfg.timeouts);
+    const samePool = old.cfg.upstream === cfg.upstream && old.cfg.http2 === cfg.http2 && isDeepStrictEqual(old.cfg.timeouts, cfg.timeouts);
     if (samePool) return routeRuntime(cfg, old.limiter, old.pool, old.poolUse, breaker, shared);
     retired.push({ route: old, why: 'replaced' });
     const pool = createPool(cfg);

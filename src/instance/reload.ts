@@ -34,6 +34,8 @@ export interface ReloadDeps {
   /** Whether the log level follows the file (the logger was built from it, not injected). */
   readonly ownLogger: boolean;
   readonly draining: () => boolean;
+  /** Applies what a running listener can take from the next config (certificate, HTTP/2 settings). */
+  readonly listener?: { reconfigure(config: Config): void };
 }
 
 export type ReloadError = Extract<ReloadResult, { result: 'error' }>;
@@ -47,7 +49,7 @@ export interface ReadReload {
 /** Settings a reload cannot apply to a running process: each becomes a warning. */
 function unappliable(running: Config, next: Config): string[] {
   const warnings: string[] = [];
-  const addr = (l: Config['listen']) => `${l.host}:${l.port}`;
+  const addr = (l: { readonly host: string; readonly port: number }) => `${l.host}:${l.port}`;
   for (const key of ['listen', 'admin'] as const) {
     if (addr(running[key]) !== addr(next[key])) {
       warnings.push(
@@ -57,6 +59,13 @@ function unappliable(running: Config, next: Config): string[] {
   }
   if (running.log.pretty !== next.log.pretty) warnings.push('log.pretty: cannot change on reload (restart to apply)');
   if (running.workers !== next.workers) warnings.push(`workers: cannot change on reload; still ${running.workers} (restart to run ${next.workers})`);
+  if ((running.listen.tls === undefined) !== (next.listen.tls === undefined)) {
+    warnings.push(`listen.tls: TLS cannot be turned ${next.listen.tls === undefined ? 'off' : 'on'} on reload (restart to apply)`);
+  }
+  if (running.listen.http2 !== next.listen.http2) warnings.push('listen.http2: cannot change on reload (restart to apply)');
+  if (running.listen.tls !== undefined && next.listen.tls !== undefined && (running.listen.tls.caFile === undefined) !== (next.listen.tls.caFile === undefined)) {
+    warnings.push('listen.tls.caFile: client certificates cannot be turned on or off on reload (restart to apply)');
+  }
   // server.* applies to every connection opened after the reload (proxy/front.ts), except
   // how often Node looks for slow requests, which is fixed when the listener starts.
   const every = timeoutCheckInterval(running.server);
@@ -104,6 +113,8 @@ export function prepareReload(next: Config, deps: ReloadDeps): PreparedReload {
     commit() {
       prepared.commit();
       deps.runtimes.swap(prepared);
+      // The certificate (already read and checked by loadConfig) goes in without dropping a connection.
+      deps.listener?.reconfigure(next);
       if (deps.ownLogger) deps.log.level = next.log.level;
     },
     abort: () => prepared.abort(),

@@ -15,6 +15,9 @@
  *   sum     WebSockets: open, reserved, maxOpen (the workers' shares) and
  *           every total
  *
+ * The proxy listener: the certificate is every worker's, HTTP/2 client
+ * counts are summed (sumListeners).
+ *
  * Readiness: not ready while the primary drains, while no worker serves, or
  * while any worker is backlogged (its routes are named, with the worker).
  * A worker that is down and being replaced does not fail readiness by itself:
@@ -23,6 +26,9 @@
  * Cumulative totals (the history's rates) keep what a dead worker counted,
  * as cluster-metrics.ts does for /metrics: `ClusterTotals.retire`.
  */
+import type { Config } from '../config/types.js';
+import type { H2Stats } from '../protocols/h2-server.js';
+import type { ListenerView } from '../proxy/front.js';
 import type { HistogramTotals, LaneTotals, RouteTotals } from './history.js';
 import type { NotReady } from './readiness.js';
 import type { AdminState, LaneState, RouteState, WorkerState } from './state.js';
@@ -194,4 +200,26 @@ export function clusterNotReady(draining: boolean, workers: readonly WorkerState
     maxBacklogSeconds: first['maxBacklogSeconds'],
     routes: backlogged.flatMap((w) => ((w.notReady as NotReady)['routes'] as readonly Record<string, unknown>[]).map((r) => ({ ...r, worker: w.index }))),
   };
+}
+
+/**
+ * The proxy listener over the workers: its scheme and certificate are every
+ * worker's (the first answer's), HTTP/2 client counts are summed. Without
+ * any answer, what the config says (no counts).
+ */
+export function sumListeners(config: Config, views: readonly ListenerView[]): ListenerView {
+  const first = views[0];
+  if (first === undefined) return { scheme: config.listen.tls === undefined ? 'http' : 'https', http2: config.listen.http2, tls: null, http2Clients: null };
+  const h2 = views.map((v) => v.http2Clients).filter((h): h is H2Stats => h !== null);
+  const http2Clients: H2Stats | null =
+    h2.length === 0
+      ? null
+      : {
+          sessions: sum(h2, (h) => h.sessions),
+          sessionsTotal: sum(h2, (h) => h.sessionsTotal),
+          streamsTotal: sum(h2, (h) => h.streamsTotal),
+          streamsResetTotal: sum(h2, (h) => h.streamsResetTotal),
+          rapidResetCloses: sum(h2, (h) => h.rapidResetCloses),
+        };
+  return { ...first, http2Clients };
 }

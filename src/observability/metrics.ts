@@ -27,6 +27,8 @@ import { REFUSAL_STATUS, type Refusal, type RefusalReason } from '../core/limite
 import { CLIENT_ERROR_CODES, ERROR_CODES, ERRORS, type ErrorCode } from '../proxy/errors.js';
 import type { ProxyEvents } from '../proxy/events.js';
 import type { RouteRuntime } from '../proxy/runtime.js';
+import type { ListenerView } from '../proxy/front.js';
+import { registerProtocolMetrics } from './protocol-metrics.js';
 import { registerStateGauges } from './state-gauges.js';
 import type { RouteState } from './state.js';
 import { CounterFamily, HistogramFamily, type CounterCell, type HistogramCell } from './families.js';
@@ -85,6 +87,8 @@ export interface MetricsOptions {
    * (instance/cluster/), where every other series is summed over the workers.
    */
   readonly perInstance?: boolean;
+  /** The proxy listener's protocols (TLS, HTTP/2, WebSockets); read at scrape time. */
+  readonly listener?: () => ListenerView;
 }
 
 /** Totals per lane for /admin/state (the live page derives rates from them). */
@@ -234,6 +238,7 @@ export class Metrics implements ProxyEvents {
       lastReload: perInstance ? () => this.lastReload : undefined,
     });
 
+    if (opts.listener !== undefined) registerProtocolMetrics(r, opts.listener);
     for (const m of sharedProcessMetrics()) r.registerMetric(m);
   }
 

@@ -8,6 +8,7 @@
 import type { ConfigProblem } from '../config/types.js';
 import type { BreakerSnapshot } from '../core/breaker.js';
 import type { LaneSnapshot } from '../core/limiter/limiter.js';
+import type { ListenerView } from '../proxy/front.js';
 import type { RouteRuntime } from '../proxy/runtime.js';
 import type { WebSocketState } from '../proxy/websocket.js';
 import { backlogSeconds } from './readiness.js';
@@ -62,6 +63,8 @@ export interface AdminState {
   readonly lastReload: LastReload | null;
   readonly ready: boolean;
   readonly draining: boolean;
+  /** The proxy listener: TLS certificate, HTTP/2 client connections (with workers > 1: summed over the workers). */
+  readonly listener: ListenerView;
   /** With workers > 1: every route summed over the workers (observability/cluster-view.ts). */
   readonly routes: readonly RouteState[];
   /** With workers > 1: each worker, its own routes included; absent with one process. */

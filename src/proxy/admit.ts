@@ -25,13 +25,14 @@ import type { Clock, Random } from '../core/clock.js';
 import type { Hold, Queued } from '../core/gate/gate.js';
 import { refusal, type Refusal } from '../core/limiter/refusal.js';
 import { retryAfterSeconds } from '../core/retry-after.js';
+import { isGrpc } from '../protocols/grpc.js';
 import { parseBudgetMs } from './deadline.js';
 import { clientAddress, plainAddress } from './client-address.js';
 import type { ErrorCode } from './errors.js';
 import type { ProxyEvents } from './events.js';
 import type { Lifecycle } from './lifecycle.js';
 import { NEVER_PROXIED } from './methods.js';
-import { ANSWERED, Exchange, type FrontRequest, type RequestState } from './request-ctx.js';
+import { ANSWERED, Exchange, type FrontFields, type FrontRequest, type RequestState } from './request-ctx.js';
 import { headProblem } from './request-head.js';
 import type { Answers } from './responses.js';
 import { classify, isAmbiguousPath, pathOf } from './routes.js';
@@ -96,13 +97,19 @@ export class Admission {
 
   /** Admission for one request: answered here, or forwarded (now or after its queue). */
   admit(req: IncomingMessage, res: ServerResponse, requestId: string): void {
-    // A request pipelined behind a malformed head: its framing cannot be trusted, the
-    // connection closes after the answer to the first; this one is never served.
-    if ((req.socket as MarkedSocket)[DISTRUSTED] === true) return;
+    const f = req as unknown as FrontFields;
+    if (f.h2) {
+      // Each HTTP/2 stream has its own framing: a bad head spoils nothing else on the connection.
+      f.grpc = isGrpc(req.headers['content-type']);
+    } else if ((req.socket as MarkedSocket)[DISTRUSTED] === true) {
+      // A request pipelined behind a malformed head: its framing cannot be trusted, the
+      // connection closes after the answer to the first; this one is never served.
+      return;
+    }
     const rt = this.deps.runtime();
     const bad = headProblem(req, rt.config.server.maxHeaderCount);
     if (bad !== null) {
-      (req.socket as MarkedSocket)[DISTRUSTED] = true;
+      if (!f.h2) (req.socket as MarkedSocket)[DISTRUSTED] = true;
       return this.clientError(res, bad, requestId, true);
     }
     const method = req.method ?? 'GET';
@@ -176,7 +183,9 @@ export class Admission {
       }
     }
     const ex = new Exchange(route, lane, requestId, hold);
-    (m.req as FrontRequest).exchange = ex;
+    const f = m.req as unknown as FrontFields;
+    f.exchange = ex;
+    ex.grpc = f.grpc;
     return ex;
   }
 

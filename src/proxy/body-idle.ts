@@ -9,7 +9,8 @@
  *
  * Silence is the client socket's own idle timer (socket.setTimeout: any
  * byte in either direction restarts it; Node emits its 'timeout' on the
- * request while the request is incomplete). Armed when the request is
+ * request while the request is incomplete); on HTTP/2 the stream's (the
+ * connection carries other streams). Armed when the request is
  * forwarded, disarmed when its body ends. If Sluice itself holds unread
  * body bytes (the upstream reads slower than the client sends), the
  * silence is ours, not the client's: the timer is re-armed.
@@ -23,7 +24,7 @@ import type { Logger } from 'pino';
 import { BODY_IDLE_FAULT } from './faults.js';
 import type { ProxyEvents } from './events.js';
 import { report } from './settle.js';
-import type { FrontRequest } from './request-ctx.js';
+import type { FrontFields, FrontRequest } from './request-ctx.js';
 import type { Answers } from './responses.js';
 
 const BODY_IDLE = new Error('the request body was silent for server.bodyIdleTimeoutMs');
@@ -34,11 +35,18 @@ export interface BodyIdleDeps {
   readonly answers: Answers;
 }
 
+/** What carries the idle timer: the connection, or on HTTP/2 the request's own stream. */
+type Timed = { setTimeout(ms: number): unknown; destroy(): unknown; on(e: 'timeout', l: () => void): unknown; off(e: 'timeout', l: () => void): unknown };
+
+function timedOf(req: FrontRequest): Timed {
+  return (req as unknown as FrontFields).h2 ? (req as unknown as { stream: Timed }).stream : req.socket;
+}
+
 function onIdle(req: FrontRequest, res: ServerResponse, deps: BodyIdleDeps): void {
   const ex = req.exchange;
   if (ex === null || ex.fault !== null || res.writableFinished) {
-    // Answered already; what is left is a silent body on the connection.
-    req.socket.destroy();
+    // Answered already; what is left is a silent body on the connection (or stream).
+    timedOf(req).destroy();
     return;
   }
   report(deps, ex, BODY_IDLE_FAULT, BODY_IDLE);
@@ -49,20 +57,24 @@ function onIdle(req: FrontRequest, res: ServerResponse, deps: BodyIdleDeps): voi
 
 /** Watches an admitted request's body for `ms` of silence. */
 export function watchBody(req: FrontRequest, res: ServerResponse, ms: number, deps: BodyIdleDeps): void {
-  const socket = req.socket;
+  const h2 = (req as unknown as FrontFields).h2;
+  const timed = timedOf(req);
   const onTimeout = () => {
     if (req.complete) return;
     if (req.readableLength > 0) {
-      socket.setTimeout(ms);
+      timed.setTimeout(ms);
       return;
     }
     onIdle(req, res, deps);
   };
-  socket.setTimeout(ms);
-  req.on('timeout', onTimeout);
+  timed.setTimeout(ms);
+  // HTTP/1.1: Node emits the socket's timeout on the request; HTTP/2: the stream's own.
+  if (h2) timed.on('timeout', onTimeout);
+  else req.on('timeout', onTimeout);
   req.once('end', () => {
-    req.off('timeout', onTimeout);
+    if (h2) timed.off('timeout', onTimeout);
+    else req.off('timeout', onTimeout);
     // Once the response has finished, Node owns the socket's timer (keep-alive): leave it.
-    if (!res.writableFinished) socket.setTimeout(0);
+    if (!res.writableFinished || h2) timed.setTimeout(0);
   });
 }

@@ -37,7 +37,8 @@ import { CLIENT_FAULT, DEADLINE_ABORT, DEADLINE_FAULT, INTERNAL_FAULT, upstreamF
 import { forwardableTrailers, requestHeaders, responseHeaders } from './headers.js';
 import type { Lifecycle } from './lifecycle.js';
 import { PROXIED_METHODS } from './methods.js';
-import { exchangeOf, type Exchange, type FrontRequest } from './request-ctx.js';
+import { sampleFirstMessage, watchGrpcRequest } from './grpc-sample.js';
+import { exchangeOf, type Exchange, type FrontFields, type FrontRequest } from './request-ctx.js';
 import { hasBody } from './request-head.js';
 import { addRateLimitHeaders, type Answers } from './responses.js';
 import type { Runtime } from './runtime.js';
@@ -91,23 +92,28 @@ function replyHooks(opts: ForwardOptions): NonNullable<FastifyHttpProxyOptions['
       headers['x-request-id'] = ex.requestId;
       if (ex.hold.rate !== null) addRateLimitHeaders(headers, opts.runtime().rateLimitPolicy, ex.hold.rate);
       responseHeaders(headers, ex.route.headerPolicy, ex.wantsTrailers);
-      // Admitted before the drain began: still, do not keep the connection.
-      if (lifecycle.phase !== 'serving') headers['connection'] = 'close';
+      // Admitted before the drain began: still, do not keep the connection (HTTP/2: the session gets GOAWAY instead).
+      if (lifecycle.phase !== 'serving' && !((request as NonNullable<typeof request>).raw as unknown as FrontFields).h2) headers['connection'] = 'close';
       return headers;
     },
     onResponse: (request, reply, res) => {
       const ex = exchangeOf(request.raw);
-      ex.rttMs = clock.now() - ex.dispatchedAt;
+      const rtt = clock.now() - ex.dispatchedAt;
       ex.status = res.statusCode;
       ex.body = res.stream as Readable;
       ex.clearDeadlineTimer();
-      opts.events.onUpstreamResponse?.(ex.route, ex.lane, res.statusCode, ex.rttMs);
+      opts.events.onUpstreamResponse?.(ex.route, ex.lane, res.statusCode, rtt);
+      // A gRPC call's response headers say nothing of its latency (a stream may send them at once): ./grpc-sample.ts.
+      if (!ex.grpc) ex.rttMs = rtt;
+      else ex.grpcStatus = (res as unknown as { headers: Record<string, string | string[] | undefined> }).headers['grpc-status'];
       if (ex.wantsTrailers) {
         // Node refuses a Trailer announcement on a response without a body.
         if (request.method === 'HEAD' || res.statusCode === 204 || res.statusCode === 304) reply.removeHeader('trailer');
         else passTrailers(ex, reply.raw as ServerResponse, res.stream as Readable);
       }
       reply.send(res.stream);
+      // After send: fastify pipes the body synchronously (no onSend hooks), so this listener takes nothing from the pipe.
+      if (ex.grpc) sampleFirstMessage(ex, res.stream as Readable, clock);
     },
     onError: (reply, { error }) => {
       const ex = exchangeOf(reply.request.raw);
@@ -220,6 +226,7 @@ export async function forwardPlugin(app: FastifyInstance, opts: ForwardOptions):
       ex.dispatchedAt = now;
       applyBudget(ex, opts.clock, now);
       if (hasBody(request.raw)) ex.requestBody = bodyStream(request.raw);
+      if ((request.raw as unknown as FrontFields).grpc) watchGrpcRequest(ex, request.raw, opts.clock);
       dispatcher.dispatching = ex;
       try {
         return reply.from(dest, options);

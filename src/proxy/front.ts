@@ -1,218 +1,184 @@
 /**
- * The proxy listener's front: Sluice's own HTTP server, handed to fastify
- * as its `serverFactory`, so every request reaches admission (./admit.ts)
- * as the raw (req, res) before fastify builds a Request or a Reply, runs its
+ * The proxy listener's front: Sluice's own servers, handed to fastify as
+ * its `serverFactory`, so every request reaches admission (./admit.ts) as
+ * the raw (req, res) before fastify builds a Request or a Reply, runs its
  * router or its hooks. Only admitted requests are passed on to fastify's
  * handler (and @fastify/http-proxy, ./forward.ts); refusals and errors are
  * answered here from prebuilt bytes (./responses.ts).
  *
- * What the front answers itself, all in the JSON contract with x-request-id:
- *   clientError   Node's parser and limits: 400 bad_request (unparsable,
- *                 smuggling attempts), 408 request_timeout (slow head or
- *                 body), 431 headers_too_large; then the connection closes
- *                 (its framing is lost)
- *   connect       CONNECT is never proxied: 405, and the socket closes
- *                 (without a listener Node would drop it without a word)
- *   request       everything ./admit.ts decides (405, 400, 404, 503/429)
+ * One listening socket, three ways in (each request to the same admission):
  *
- * Node's server keeps enforcing what fastify would have set up: keep-alive
- * timeout, headers and request timeouts (checked often enough that a
- * slow-loris connection cannot outlive them by much), maxHeaderSize.
+ *   connection ─┬─ TLS (listen.tls): the handshake's ALPN decides
+ *               │    h2        → the HTTP/2 session server
+ *               │    http/1.1  → the HTTP/1.1 server
+ *               └─ plaintext with listen.http2: the first bytes decide
+ *                    (../protocols/sniff.ts): the h2 preface → HTTP/2
+ *                    (h2c by prior knowledge), anything else → HTTP/1.1
+ *   HTTP/1.1     ./front-h1.ts (parser errors, CONNECT, Expect)
+ *   HTTP/2       ../protocols/h2-server.ts: every stream a request
+ *                (FrontH2Request), bounded streams, rapid-reset guard
  *
- * Where later protocols plug in: a `checkContinue` listener would run the
- * same admission and call `res.writeContinue()` only once admitted (a
- * refused upload never sends its body); TLS and HTTP/2 servers take the
- * same request listener. Upgrade requests go to ./websocket.ts (when the
- * instance has one): WebSockets of websocket routes are admitted there, every
- * other upgrade is replayed as an ordinary request.
+ * Upgrade requests go to ./websocket.ts (when the instance has one, HTTP/1.1
+ * only): WebSockets of websocket routes are admitted there, every other
+ * upgrade is replayed as an ordinary request.
+ *
+ * The server fastify gets is the HTTP/1.1 one (it listens, it is what
+ * `close()` closes). Its closeIdleConnections / closeAllConnections also
+ * reach the HTTP/2 sessions (GOAWAY; destroy), so a drain (instance/drain.ts)
+ * treats every protocol alike.
  */
 import { randomUUID } from 'node:crypto';
-import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type http from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import type { Socket } from 'node:net';
-import type { Duplex } from 'node:stream';
+import type { Server as TlsServer, TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
-import type { ServerConfig } from '../config/types.js';
+import type { Config, ProxyListen, ServerConfig } from '../config/types.js';
+import { H2Sessions, type H2Stats } from '../protocols/h2-server.js';
+import { sniff } from '../protocols/sniff.js';
+import { TlsTerminator, type TlsView } from '../protocols/tls.js';
 import { Admission, type AdmitDeps } from './admit.js';
-import type { ErrorCode } from './errors.js';
-import type { ProxyEvents } from './events.js';
 import { watchBody } from './body-idle.js';
-import { FrontRequest, exchangeOf, type Exchange } from './request-ctx.js';
+import type { ProxyEvents } from './events.js';
+import { FrontH2Request, exchangeOf, type Exchange, type FrontFields, type FrontRequest } from './request-ctx.js';
 import { hasBody } from './request-head.js';
-import { sampled, socketAccess, watchAccess, type AccessDeps } from './access.js';
-import { rawErrorResponse } from './responses.js';
+import type { AccessDeps } from './access.js';
+import { arrival, h1Server, requestIdOf } from './front-h1.js';
 import type { WebSockets } from './websocket.js';
 
 export interface FrontOptions {
+  readonly listen: ProxyListen;
   readonly server: ServerConfig;
   readonly events: ProxyEvents;
   readonly log: Logger;
-  /** Everything admission needs but fastify's handler, which the server factory receives. */
+  /** Everything admission needs but fastify's handler (the server factory receives it). */
   readonly admit: Omit<AdmitDeps, 'forward'>;
   /** Takes the listener's upgrades (WebSocket routes); without it Node treats them as ordinary requests. */
   readonly webSockets?: WebSockets;
 }
 
-const REQUEST_ID = /^[A-Za-z0-9._:\-]{1,128}$/;
-
-/** Accept a caller's x-request-id when it is sane (it ends up in logs and headers); otherwise make one. */
-export function requestIdOf(req: IncomingMessage): string {
-  const id = req.headers['x-request-id'];
-  return typeof id === 'string' && REQUEST_ID.test(id) ? id : randomUUID();
+/** The listener as /admin/state shows it. */
+export interface ListenerView {
+  readonly scheme: 'http' | 'https';
+  readonly http2: boolean;
+  /** null without listen.tls. */
+  readonly tls: TlsView | null;
+  /** HTTP/2 client connections; null without listen.http2. */
+  readonly http2Clients: H2Stats | null;
 }
+
+export { requestIdOf, timeoutCheckInterval } from './front-h1.js';
 
 /** fastify's genReqId: fastify only sees admitted requests, whose id the front chose. */
 export function admittedRequestId(req: IncomingMessage): string {
   return (exchangeOf(req) as Exchange | null)?.requestId ?? randomUUID();
 }
 
-/**
- * Node checks request timeouts on an interval (30 s by default), so a
- * slow-loris connection could outlive headersTimeout by that much; check at
- * a quarter of the shortest timeout, at most once a second.
- */
-export function timeoutCheckInterval(s: ServerConfig): number {
-  return Math.max(10, Math.min(1000, Math.floor(Math.min(s.headersTimeoutMs, s.requestTimeoutMs) / 4)));
-}
-
-/** A request line whose method is a token Node's parser does not know (`BREW /pot HTTP/1.1`). */
-const UNKNOWN_METHOD_LINE = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+ [^ \r\n]+ HTTP\/1\.[01]\r?\n/;
-
-/** Node's parser and timeout errors → our codes (400 for anything malformed). */
-function clientErrorCode(err: { code?: string; rawPacket?: Buffer }): ErrorCode {
-  if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') return 'request_timeout';
-  if (err.code === 'HPE_HEADER_OVERFLOW') return 'headers_too_large';
-  // RFC 9110 §9.1: an unrecognised method is a 501, not a malformed request.
-  if (err.code === 'HPE_INVALID_METHOD' && UNKNOWN_METHOD_LINE.test(err.rawPacket?.toString('latin1', 0, 256) ?? '')) return 'method_not_implemented';
-  return 'bad_request';
-}
-
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
 
 /**
- * What happens as an admitted request is handed to fastify: a client that
- * waits for `100 Continue` gets it now (never before admission: a refused
- * upload never sends its body), and a body still to come is watched for
- * silence (./body-idle.ts).
+ * HTTP/2's compatibility objects travel through admission and fastify typed
+ * as HTTP/1.1's (fastify does the same): every member Sluice uses exists on
+ * both; the few differences are handled where they matter (responses.ts,
+ * settle.ts, body-idle.ts, forward.ts).
  */
-function forwarder(handler: Handler, opts: FrontOptions): Handler {
-  const idleDeps = { events: opts.events, log: opts.log, answers: opts.admit.answers };
-  return (req, res) => {
-    const r = req as FrontRequest;
-    if (r.expectsContinue) res.writeContinue();
-    const idleMs = opts.admit.runtime().config.server.bodyIdleTimeoutMs;
-    if (idleMs > 0 && !req.complete && hasBody(req)) watchBody(r, res, idleMs, idleDeps);
-    handler(req, res);
-  };
-}
+const asH1 = (admit: (req: IncomingMessage, res: ServerResponse) => void) => (req: Http2ServerRequest, res: Http2ServerResponse) =>
+  admit(req as unknown as IncomingMessage, res as unknown as ServerResponse);
 
-/** A request arrives: its id, the access log's watch (when sampled), admission. */
-function arrival(admission: Admission, access: AccessDeps): (req: IncomingMessage, res: ServerResponse) => void {
-  return (req, res) => {
-    const id = requestIdOf(req);
-    if (sampled(access)) watchAccess(req as FrontRequest, res, id, access);
-    admission.admit(req, res, id);
-  };
-}
+export class Front {
+  private h2: H2Sessions | null = null;
+  private tls: TlsTerminator | null = null;
 
-/**
- * Expect (RFC 9110 §10.1.1): 100-continue goes through the same admission
- * (`100 Continue` only once admitted, see forwarder); any other expectation
- * cannot be met by a proxy that does not forward Expect: 417.
- */
-function handleExpect(server: http.Server, arrive: Handler, opts: FrontOptions, access: AccessDeps): void {
-  server.on('checkContinue', (req: FrontRequest, res: ServerResponse) => {
-    req.expectsContinue = true;
-    arrive(req, res);
-  });
-  server.on('checkExpectation', (req: FrontRequest, res: ServerResponse) => {
-    const id = requestIdOf(req);
-    if (sampled(access)) watchAccess(req, res, id, access);
-    opts.events.onClientError?.('expectation_failed');
-    req.answer = 'expectation_failed';
-    opts.admit.answers.error(res, 'expectation_failed', id, true);
-  });
-}
+  constructor(private readonly opts: FrontOptions) {}
 
-/**
- * What has no request object to answer through: a head Node's parser
- * refused (400, 431, 408, 501) and CONNECT (405). A raw answer, then the
- * connection closes (its framing is lost, or a tunnel was asked for).
- */
-function handleRaw(server: http.Server, opts: FrontOptions, access: AccessDeps): void {
-  const answer = (socket: Duplex, code: ErrorCode): { bytes: string; requestId: string } => {
-    opts.events.onClientError?.(code);
-    const a = rawErrorResponse(code);
-    if (sampled(access)) opts.events.onAccess?.(socketAccess(socket as Socket, code, a.requestId, a.bytes.length));
-    return a;
-  };
-  server.on('clientError', (err: Error & { code?: string }, socket: Socket) => {
-    if (err.code === 'ECONNRESET' || socket.destroyed) return;
-    const code = clientErrorCode(err);
-    const a = answer(socket, code);
-    opts.log.debug({ code, err: err.message, requestId: a.requestId }, 'client error');
-    // As Node itself does: never write into a response of this connection that has already started.
-    const current = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
-    if (socket.writable && current?.headersSent !== true) socket.write(a.bytes, 'latin1');
-    socket.destroy();
-  });
-  server.on('connect', (_req: IncomingMessage, socket: Duplex) => {
-    socket.end(answer(socket, 'method_not_allowed').bytes, 'latin1', () => socket.destroy());
-  });
-}
-
-/** server.* as Node's server holds them (it reads them per connection, per request or per check). */
-function applyServer(server: http.Server, s: ServerConfig, answers: FrontOptions['admit']['answers']): void {
-  server.headersTimeout = s.headersTimeoutMs;
-  server.requestTimeout = s.requestTimeoutMs;
-  server.keepAliveTimeout = s.keepAliveTimeoutMs;
-  // Node drops the fields past its count silently; admission answers 431 past ours (./request-head.ts).
-  server.maxHeadersCount = s.maxHeaderCount + 1;
-  (server as http.Server & { maxHeaderSize: number }).maxHeaderSize = s.maxHeaderBytes;
-  answers.keepAliveTimeout(s.keepAliveTimeoutMs);
-}
-
-/**
- * A reload's server.* reaches every connection opened after it: before Node
- * sets a new connection up, the settings of the config in force are put on
- * the server (when they changed). Node reads the timeouts on every check,
- * so they apply to open connections too; the check interval stays what it
- * was at start (instance/reload.ts warns when that matters).
- */
-function followReloads(server: http.Server, opts: FrontOptions): void {
-  let applied = opts.server;
-  server.prependListener('connection', () => {
-    const now = opts.admit.runtime().config.server;
-    if (now === applied) return;
-    applied = now;
-    applyServer(server, now, opts.admit.answers);
-  });
-}
-
-/** fastify's `serverFactory`: the proxy listener's server, with the front as its request listener. */
-export function frontServer(opts: FrontOptions): (handler: Handler) => http.Server {
-  const s = opts.server;
-  const { runtime, clock, random } = opts.admit;
-  const access: AccessDeps = { runtime, clock, random, events: opts.events };
-  return (handler) => {
-    const admission = new Admission({ ...opts.admit, forward: forwarder(handler, opts) });
+  /** fastify's `serverFactory`: the listener's server, with the front as its request listener. */
+  readonly factory = (handler: Handler): http.Server => {
+    const { listen, server: s } = this.opts;
+    const { runtime, clock, random } = this.opts.admit;
+    const access: AccessDeps = { runtime, clock, random, events: this.opts.events };
+    const admission = new Admission({ ...this.opts.admit, forward: this.forwarder(handler) });
     const arrive = arrival(admission, access);
-    const server = http.createServer(
-      {
-        headersTimeout: s.headersTimeoutMs,
-        requestTimeout: s.requestTimeoutMs,
-        maxHeaderSize: s.maxHeaderBytes,
-        connectionsCheckingInterval: timeoutCheckInterval(s),
-        // HTTP/1.1 without Host is answered by admission, in our format.
-        requireHostHeader: false,
-        IncomingMessage: FrontRequest,
-      },
-      arrive,
-    );
-    applyServer(server, s, opts.admit.answers);
-    followReloads(server, opts);
-    handleExpect(server, arrive, opts, access);
-    opts.webSockets?.attach(server, opts.admit, requestIdOf);
-    handleRaw(server, opts, access);
+    const server = h1Server({ server: s, tls: listen.tls, http2: listen.http2, events: this.opts.events, log: this.opts.log, admit: this.opts.admit }, arrive, access);
+    if (listen.tls !== undefined) this.tls = new TlsTerminator(server as unknown as TlsServer, listen.tls);
+    if (listen.http2) {
+      const h2 = new H2Sessions({
+        config: s.http2,
+        maxHeaderCount: s.maxHeaderCount,
+        idleTimeoutMs: s.keepAliveTimeoutMs,
+        Request: FrontH2Request,
+        onRequest: asH1(arrive),
+        onCheckContinue: asH1((req, res) => {
+          (req as FrontRequest).expectsContinue = true;
+          arrive(req, res);
+        }),
+      });
+      this.h2 = h2;
+      dispatch(server, listen.tls !== undefined, h2, s.headersTimeoutMs);
+    }
+    this.opts.webSockets?.attach(server, this.opts.admit, requestIdOf);
+    this.closingReachesEveryProtocol(server);
     return server;
   };
+
+  /** What a reload can change on a running listener: the certificate, HTTP/2 settings (what it cannot: instance/reload.ts warns). */
+  reconfigure(config: Config): void {
+    const tls = config.listen.tls;
+    if (this.tls !== null && tls !== undefined) this.tls.reconfigure(tls);
+    this.h2?.reconfigure(config.server.http2);
+  }
+
+  view(): ListenerView {
+    return {
+      scheme: this.opts.listen.tls === undefined ? 'http' : 'https',
+      http2: this.opts.listen.http2,
+      tls: this.tls?.view() ?? null,
+      http2Clients: this.h2?.stats() ?? null,
+    };
+  }
+
+  /**
+   * What happens as an admitted request is handed on: a client that waits
+   * for `100 Continue` gets it now (never
+   * before admission: a refused upload never sends its body); a body still
+   * to come is watched for silence (./body-idle.ts; not a gRPC call's,
+   * whose streams may rightly stay quiet).
+   */
+  private forwarder(handler: Handler): Handler {
+    const a = this.opts.admit;
+    const idleDeps = { events: this.opts.events, log: this.opts.log, answers: a.answers };
+    return (req, res) => {
+      const r = req as unknown as FrontFields;
+      if (r.expectsContinue) res.writeContinue();
+      const idleMs = a.runtime().config.server.bodyIdleTimeoutMs;
+      if (idleMs > 0 && !r.grpc && !req.complete && hasBody(req)) watchBody(req as FrontRequest, res, idleMs, idleDeps);
+      handler(req, res);
+    };
+  }
+
+  private closingReachesEveryProtocol(server: http.Server): void {
+    const closeIdle = server.closeIdleConnections.bind(server);
+    const closeAll = server.closeAllConnections.bind(server);
+    server.closeIdleConnections = () => {
+      closeIdle();
+      this.h2?.closeIdle();
+    };
+    server.closeAllConnections = () => {
+      closeAll();
+      this.h2?.closeAll();
+    };
+  }
+}
+
+/** Hands each connection to the HTTP/2 session server or to Node's HTTP/1.1 connection handling. */
+function dispatch(server: http.Server, tls: boolean, h2: H2Sessions, sniffTimeoutMs: number): void {
+  // Node's HTTP/1.1 server handles a socket in its own listener of this event ('secureConnection' after a TLS handshake).
+  const event = tls ? 'secureConnection' : 'connection';
+  const h1 = server.listeners(event) as ((socket: Socket) => void)[];
+  server.removeAllListeners(event);
+  const toH1 = (socket: Socket) => {
+    for (const l of h1) l.call(server, socket);
+  };
+  if (tls) server.on(event, (socket: TLSSocket) => (socket.alpnProtocol === 'h2' ? h2.accept(socket) : toH1(socket)));
+  else server.on(event, (socket: Socket) => sniff(socket, sniffTimeoutMs, (p, s) => (p === 'h2' ? h2.accept(s) : toH1(s))));
 }

@@ -76,7 +76,8 @@ export interface ClientSide {
   readonly clientIp: string;
   /** The absolute-form target's authority, else the Host header; '' without either. */
   readonly authority: string;
-  readonly scheme: 'http' | 'https';
+  /** The client's connection: TLS or not. */
+  readonly proto: 'http' | 'https';
   readonly httpVersion: string;
 }
 
@@ -132,11 +133,11 @@ function addForwarding(headers: Headers, p: HeaderPolicy, c: ClientSide): void {
   if (!trusted) for (const name of FORWARDING) if (headers[name] !== undefined) delete headers[name];
   if (p.xForwardedFor === 'append') headers['x-forwarded-for'] = trusted ? append(headers['x-forwarded-for'], c.peer) : c.peer;
   else if (p.xForwardedFor === 'replace') headers['x-forwarded-for'] = c.clientIp;
-  if (p.xForwardedProto && !(trusted && headers['x-forwarded-proto'] !== undefined)) headers['x-forwarded-proto'] = c.scheme;
+  if (p.xForwardedProto && !(trusted && headers['x-forwarded-proto'] !== undefined)) headers['x-forwarded-proto'] = c.proto;
   if (p.xForwardedHost && c.authority !== '' && !(trusted && headers['x-forwarded-host'] !== undefined)) headers['x-forwarded-host'] = c.authority;
   if (p.forwarded) {
     const host = c.authority === '' ? '' : `;host=${quoted(c.authority)}`;
-    headers.forwarded = append(trusted ? headers.forwarded : undefined, `for=${forwardedNode(c.peer)}${host};proto=${c.scheme}`);
+    headers.forwarded = append(trusted ? headers.forwarded : undefined, `for=${forwardedNode(c.peer)}${host};proto=${c.proto}`);
   }
 }
 
@@ -158,7 +159,8 @@ export function requestHeaders(headers: Headers, p: HeaderPolicy, c: ClientSide)
   }
   addForwarding(headers, p, c);
   if (p.preserveHost && c.authority !== '') headers.host = c.authority;
-  if (p.via !== null) headers.via = append(headers.via, `${c.httpVersion} ${p.via}`);
+  // RFC 9110 §7.6.3: HTTP/2's received-protocol is "2".
+  if (p.via !== null) headers.via = append(headers.via, `${c.httpVersion === '2.0' ? '2' : c.httpVersion} ${p.via}`);
   return trailers;
 }
 

@@ -6,18 +6,25 @@
  */
 import fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import type { ServerConfig } from '../config/types.js';
+import type { ProxyListen, ServerConfig } from '../config/types.js';
 import type { AdmitDeps } from './admit.js';
 import { forwardPlugin } from './forward.js';
-import { admittedRequestId, frontServer } from './front.js';
+import { Front, admittedRequestId } from './front.js';
 import { Answers } from './responses.js';
 import type { WebSockets } from './websocket.js';
 
 /** What admission needs, less the answers (built here) and fastify's handler (the server factory receives it). */
 export interface ProxyListenerOptions extends Omit<AdmitDeps, 'forward' | 'answers'> {
+  readonly listen: ProxyListen;
   readonly server: ServerConfig;
   /** The instance's WebSockets (./websocket.ts): they take the listener's upgrades. */
   readonly webSockets?: WebSockets;
+}
+
+/** The proxy listener: the fastify instance (listen, close) and its front (protocols, reload of the certificate). */
+export interface ProxyListener {
+  readonly proxy: FastifyInstance;
+  readonly front: Front;
 }
 
 /**
@@ -66,10 +73,11 @@ class LazyChild {
   }
 }
 
-export async function buildProxyListener(opts: ProxyListenerOptions): Promise<FastifyInstance> {
+export async function buildProxyListener(opts: ProxyListenerOptions): Promise<ProxyListener> {
   const { runtime, lifecycle, clock, random, events, log } = opts;
   const answers = new Answers(opts.server.keepAliveTimeoutMs);
-  const server = frontServer({
+  const front = new Front({
+    listen: opts.listen,
     server: opts.server,
     events,
     log,
@@ -84,10 +92,10 @@ export async function buildProxyListener(opts: ProxyListenerOptions): Promise<Fa
     childLoggerFactory: (logger, bindings, opts) => new LazyChild(logger as Logger, bindings, opts as Record<string, unknown>) as never,
     // Requests admitted before the listener closed may still reach fastify while it closes.
     return503OnClosing: false,
-    serverFactory: server as never,
+    serverFactory: front.factory as never,
     // The front answers Node's parser errors itself (./front.ts).
     clientErrorHandler: () => undefined,
   });
   await proxy.register(forwardPlugin, { runtime, lifecycle, clock, random, events, log, answers });
-  return proxy;
+  return { proxy, front };
 }

@@ -17,6 +17,7 @@
  * per-request options (./upstream.ts), so forwarding allocates nothing more.
  */
 import { IncomingMessage } from 'node:http';
+import { Http2ServerRequest } from 'node:http2';
 import type { Readable } from 'node:stream';
 import type { Pool } from 'undici';
 import type { Timer } from '../core/clock.js';
@@ -26,6 +27,27 @@ import type { ClientSide } from './headers.js';
 import type { RouteRuntime } from './runtime.js';
 import { UpstreamSignal, type BodyPipe, type Dispatching } from './upstream.js';
 
+/** What the front and admission learn of a request, on both request classes. */
+export interface FrontFields extends ClientSide {
+  exchange: Exchange | null;
+  /** The client sent `Expect: 100-continue`: it gets `100 Continue` once admitted, never before. */
+  expectsContinue: boolean;
+  peer: string;
+  peerTrusted: boolean;
+  clientIp: string;
+  /** An HTTP/2 stream (FrontH2Request). */
+  readonly h2: boolean;
+  /** A gRPC call (HTTP/2, content-type application/grpc...): Sluice's own answers are gRPC answers. */
+  grpc: boolean;
+  /** What admission matched (for the access log; an admitted request's Exchange has them too). */
+  route: RouteRuntime | null;
+  lane: number;
+  /** The code of the answer Sluice wrote itself (a refusal reason or an error code); null otherwise. */
+  answer: string | null;
+  /** How long it waited in its lane's queue before a refusal. */
+  queuedMs: number;
+}
+
 /**
  * The front's request class (http.createServer's IncomingMessage option):
  * what the front and admission learn of a request are fields every request
@@ -33,17 +55,18 @@ import { UpstreamSignal, type BodyPipe, type Dispatching } from './upstream.js';
  * property later would make Node's own hot code see requests of several
  * shapes).
  */
-export class FrontRequest extends IncomingMessage implements ClientSide {
+export class FrontRequest extends IncomingMessage implements FrontFields {
   exchange: Exchange | null = null;
-  /** The client sent `Expect: 100-continue`: it gets `100 Continue` once admitted, never before. */
   expectsContinue = false;
   /** The socket's address in plain form (set by admission). */
   peer = '';
   peerTrusted = false;
   /** The client's address (./client-address.ts): the peer, or behind trusted proxies the first untrusted hop. */
   clientIp = '';
-  /** 'https' once the listener speaks TLS (issue 13). */
-  scheme: 'http' | 'https' = 'http';
+  /** The client's connection: 'https' on a TLS listener (FrontTlsRequest). */
+  readonly proto: 'http' | 'https' = 'http';
+  readonly h2 = false;
+  grpc = false;
   /** What admission matched (for the access log; an admitted request's Exchange has them too). */
   route: RouteRuntime | null = null;
   lane = -1;
@@ -55,6 +78,43 @@ export class FrontRequest extends IncomingMessage implements ClientSide {
   /** Host, after ./request-head.ts put an absolute-form target's authority there. */
   get authority(): string {
     return this.headers.host ?? '';
+  }
+}
+
+/** The request class of a TLS listener's HTTP/1.1 connections. */
+export class FrontTlsRequest extends FrontRequest {
+  override readonly proto = 'https' as const;
+}
+
+/**
+ * The same fields on an HTTP/2 stream's request (http2's
+ * Http2ServerRequest option). `:authority` is the request's Host
+ * (RFC 9113 §8.3.1): it is copied into `host` at construction (and a lone
+ * `host` into `:authority`, which Node's `authority` reads), so routing,
+ * classification and forwarding read one field whatever the protocol.
+ * `proto` is the connection's (TLS or not), never the client's `:scheme`.
+ */
+export class FrontH2Request extends Http2ServerRequest implements FrontFields {
+  exchange: Exchange | null = null;
+  expectsContinue = false;
+  peer = '';
+  peerTrusted = false;
+  clientIp = '';
+  readonly proto: 'http' | 'https';
+  readonly h2 = true;
+  grpc = false;
+  route: RouteRuntime | null = null;
+  lane = -1;
+  answer: string | null = null;
+  queuedMs = 0;
+
+  constructor(...args: ConstructorParameters<typeof Http2ServerRequest>) {
+    super(...args);
+    const h = this.headers;
+    const authority = h[':authority'];
+    if (authority !== undefined) h.host = authority;
+    else if (h.host !== undefined) h[':authority'] = h.host;
+    this.proto = this.stream.session?.encrypted === true ? 'https' : 'http';
   }
 }
 
@@ -98,6 +158,10 @@ export class Exchange extends UpstreamSignal implements Dispatching {
   /** The client's body when it has one: streamed to the upstream as it arrives, never parsed or buffered. */
   requestBody: BodyPipe | null = null;
   upstreamTrailers: Record<string, string | string[] | undefined> | null = null;
+  /** A gRPC call (./grpc-sample.ts): when its request ended (-1: not yet), and a trailers-only status. */
+  grpc = false;
+  requestEndedAt = -1;
+  grpcStatus: string | string[] | undefined = undefined;
 
   constructor(
     readonly route: RouteRuntime,

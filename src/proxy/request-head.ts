@@ -22,7 +22,12 @@
  * says nothing reliable about where the next request starts.
  */
 import type { IncomingMessage } from 'node:http';
+import type { ServerHttp2Stream } from 'node:http2';
 import type { ErrorCode } from './errors.js';
+import type { FrontFields } from './request-ctx.js';
+
+/** An HTTP/2 request's pseudo-header fields (:method, :scheme, :authority, :path) are in its raw headers too. */
+const PSEUDO_FIELDS = 4;
 
 /** scheme://authority[path-and-query] (a fragment is not part of a target). */
 const ABSOLUTE_FORM = /^https?:\/\/([^/?#]*)([^#]*)$/i;
@@ -62,6 +67,11 @@ function codingProblem(te: string): ErrorCode | null {
 /** null when the head is fine (after rewriting an absolute-form target), else the code to answer. */
 export function headProblem(req: IncomingMessage, maxHeaderCount: number): ErrorCode | null {
   const raw = req.rawHeaders;
+  if ((req as unknown as FrontFields).h2) {
+    if (raw.length > 2 * (maxHeaderCount + PSEUDO_FIELDS)) return 'headers_too_large';
+    // Neither :authority nor Host (RFC 9113 §8.3.1): nothing to route by. The rest is nghttp2's to check.
+    return req.headers.host === undefined ? 'bad_request' : null;
+  }
   if (raw.length > 2 * maxHeaderCount) return 'headers_too_large';
   const hosts = hostCount(raw);
   if (hosts > 1) return 'bad_request';
@@ -73,8 +83,9 @@ export function headProblem(req: IncomingMessage, maxHeaderCount: number): Error
   return null;
 }
 
-/** Whether the request says a body follows (a Content-Length above 0, or chunked). */
+/** Whether the request says a body follows (a Content-Length above 0, or chunked; on HTTP/2, a HEADERS frame that did not end the stream). */
 export function hasBody(req: IncomingMessage): boolean {
+  if ((req as unknown as FrontFields).h2) return !(req as unknown as { stream: ServerHttp2Stream }).stream.endAfterHeaders;
   const cl = req.headers['content-length'];
   return req.headers['transfer-encoding'] !== undefined || (cl !== undefined && cl !== '0');
 }

@@ -21,11 +21,14 @@
  */
 import { randomUUID } from 'node:crypto';
 import { STATUS_CODES, type ServerResponse } from 'node:http';
+import http2, { type Http2ServerResponse } from 'node:http2';
 import type { Refusal } from '../core/limiter/refusal.js';
 import type { RateVerdict } from '../core/rate/gcra.js';
 import { appendListField, rateLimitField } from '../core/rate/headers.js';
 import { ERRORS, statusName, type ErrorCode } from './errors.js';
+import { grpcStatusOf } from '../protocols/grpc.js';
 import { PROXIED_METHODS } from './methods.js';
+import type { FrontFields } from './request-ctx.js';
 
 /** What the prebuilt path sets on a ServerResponse (Node's own fields). */
 interface RawResponse {
@@ -41,20 +44,51 @@ interface RawResponse {
   readonly headersSent: boolean;
 }
 
+type Fields = readonly (readonly [string, string])[];
+
+/** An HTTP/2 answer's headers, built once; only x-request-id is set per answer (respond() copies them). */
+type H2Head = Record<string, string | number>;
+
 interface Prebuilt {
   readonly status: number;
   /** Status line and fixed headers, ending in "x-request-id: ". */
   readonly head: string;
   readonly body: string;
+  /** The fields after content type and length, for the HTTP/2 and gRPC forms (built on first use). */
+  readonly extra: Fields;
+  /** The code in the body (a reason or an error code): gRPC's grpc-message. */
+  readonly code: string;
+  /** Retry-After in seconds, for gRPC's grpc-retry-pushback-ms; 0 for errors. */
+  readonly retryAfterSeconds: number;
+  h2: H2Head | null;
+  grpc: H2Head | null;
 }
 
 const JSON_TYPE = 'content-type: application/json; charset=utf-8\r\n';
 
-function prebuild(status: number, body: string, extra: string): Prebuilt {
+function prebuild(status: number, body: string, extra: Fields, code: string, retryAfterSeconds = 0): Prebuilt {
   const head =
     `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\n${JSON_TYPE}content-length: ${body.length}\r\n` +
-    `${extra}cache-control: no-store\r\nx-request-id: `;
-  return { status, head, body };
+    `${extra.map(([n, v]) => `${n}: ${v}\r\n`).join('')}cache-control: no-store\r\nx-request-id: `;
+  return { status, head, body, extra, code, retryAfterSeconds, h2: null, grpc: null };
+}
+
+function h2Head(p: Prebuilt): H2Head {
+  const h: H2Head = { ':status': p.status, 'content-type': 'application/json; charset=utf-8', 'content-length': p.body.length };
+  for (const [n, v] of p.extra) h[n] = v;
+  h['cache-control'] = 'no-store';
+  h['x-request-id'] = '';
+  return h;
+}
+
+/** A trailers-only gRPC answer (../protocols/grpc.ts): HTTP 200, the status in the one HEADERS frame. */
+function grpcHead(p: Prebuilt): H2Head {
+  const h: H2Head = { ':status': 200, 'content-type': 'application/grpc', 'grpc-status': String(grpcStatusOf(p.status)), 'grpc-message': p.code };
+  if (p.retryAfterSeconds > 0) h['grpc-retry-pushback-ms'] = String(p.retryAfterSeconds * 1000);
+  for (const [n, v] of p.extra) h[n] = v;
+  h['cache-control'] = 'no-store';
+  h['x-request-id'] = '';
+  return h;
 }
 
 const errorAnswers = new Map<ErrorCode, Prebuilt>();
@@ -63,8 +97,8 @@ function errorAnswer(code: ErrorCode): Prebuilt {
   if (p === undefined) {
     const status = ERRORS[code].status;
     // RFC 9110 §15.5.6: a 405 lists the methods that are allowed.
-    const extra = status === 405 ? `allow: ${PROXIED_METHODS.join(', ')}\r\n` : '';
-    p = prebuild(status, JSON.stringify({ error: statusName(status), reason: code }), extra);
+    const extra: Fields = status === 405 ? [['allow', PROXIED_METHODS.join(', ')]] : [];
+    p = prebuild(status, JSON.stringify({ error: statusName(status), reason: code }), extra, code);
     errorAnswers.set(code, p);
   }
   return p;
@@ -80,8 +114,8 @@ function refusalAnswer(r: Refusal, rateLimitPolicy: string | null): Prebuilt {
   if (p === undefined) {
     const body = JSON.stringify({ error: statusName(r.status), reason: r.reason, retryAfterSeconds: r.retryAfterSeconds });
     // A rate refusal says the quota, and that none of it is left until Retry-After.
-    const rate = policy === null ? '' : `ratelimit-policy: ${policy}\r\nratelimit: ${rateLimitField(0, r.retryAfterSeconds)}\r\n`;
-    p = prebuild(r.status, body, `retry-after: ${r.retryAfterSeconds}\r\n${rate}`);
+    const rate: Fields = policy === null ? [] : [['ratelimit-policy', policy], ['ratelimit', rateLimitField(0, r.retryAfterSeconds)]];
+    p = prebuild(r.status, body, [['retry-after', String(r.retryAfterSeconds)], ...rate], r.reason, r.retryAfterSeconds);
     refusalAnswers.set(key, p);
   }
   return p;
@@ -140,6 +174,7 @@ export class Answers {
   }
 
   private write(res: ServerResponse, p: Prebuilt, requestId: string, close: boolean): void {
+    if ((res as unknown as { stream?: unknown }).stream !== undefined) return writeH2(res as unknown as Http2ServerResponse, p, requestId);
     const out = res as unknown as RawResponse;
     if (out.headersSent) {
       // Too late for an answer of our own: the client sees the stream cut.
@@ -156,6 +191,34 @@ export class Answers {
     if (last) out._last = true;
     res.end();
   }
+}
+
+/**
+ * An answer on an HTTP/2 stream: the prebuilt headers straight to the
+ * stream (no compatibility-layer header object), the JSON body, or for a
+ * gRPC call the trailers-only form. Connection-level closing does not
+ * apply: each stream has its own framing, the connection lives on.
+ */
+function writeH2(res: Http2ServerResponse, p: Prebuilt, requestId: string): void {
+  const stream = res.stream;
+  if (stream.destroyed || stream.closed) return;
+  if (stream.headersSent) {
+    // Too late for an answer of our own: the client sees the stream reset.
+    stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+    return;
+  }
+  const req = res.req as unknown as FrontFields & { readonly method: string };
+  if (req.grpc) {
+    const h = (p.grpc ??= grpcHead(p));
+    h['x-request-id'] = requestId;
+    stream.respond(h, { endStream: true });
+    return;
+  }
+  const h = (p.h2 ??= h2Head(p));
+  h['x-request-id'] = requestId;
+  const head = req.method === 'HEAD';
+  stream.respond(h, { endStream: head });
+  if (!head) stream.end(p.body);
 }
 
 /**

@@ -11,15 +11,18 @@
  *                          response whatever its status, else ignore
  */
 import type { ServerResponse } from 'node:http';
+import http2, { type ServerHttp2Stream } from 'node:http2';
 import type { Logger } from 'pino';
 import type { BreakerResult } from '../core/breaker.js';
 import type { Outcome } from '../core/limiter/limiter.js';
+import { isOverloadGrpcStatus } from '../protocols/grpc.js';
 import { ERRORS } from './errors.js';
 import type { ProxyEvents } from './events.js';
 import { DEADLINE_ABORT, DEADLINE_FAULT, bodyFault, type Fault } from './faults.js';
 import type { Exchange } from './request-ctx.js';
 
 const ABORTED = new Error('client closed the connection');
+const { NGHTTP2_NO_ERROR } = http2.constants;
 
 export interface SettleDeps {
   readonly events: ProxyEvents;
@@ -43,9 +46,21 @@ export function reportBody(deps: SettleDeps, ex: Exchange, err: Error): void {
   report(deps, ex, ex.reason === DEADLINE_ABORT ? DEADLINE_FAULT : bodyFault(err, ex.bodyTimeout > 0), err);
 }
 
+/**
+ * Whether the response reached its end. An HTTP/2 response (the
+ * compatibility layer's) says writableFinished even for a stream the
+ * client reset: there it is an ended response on a stream closed without
+ * an error code.
+ */
+export function responseFinished(res: ServerResponse): boolean {
+  const stream = (res as unknown as { stream?: ServerHttp2Stream }).stream;
+  if (stream === undefined) return res.writableFinished;
+  return res.writableEnded && stream.rstCode === NGHTTP2_NO_ERROR;
+}
+
 /** The exchange ends (its response closed): the hold settles with what the limit and the breaker learn. */
 export function settle(ex: Exchange, res: ServerResponse, deps: SettleDeps): void {
-  const finished = res.writableFinished;
+  const finished = responseFinished(res);
   if (!finished) {
     // Cut before the end. An upstream body that already failed was the cause (fastify
     // destroys the response then); otherwise the client left: stop the upstream request.
@@ -62,8 +77,11 @@ export function settle(ex: Exchange, res: ServerResponse, deps: SettleDeps): voi
     outcome = f.outcome;
     result = f.breaker;
   } else if (finished && ex.status > 0) {
-    // A complete upstream response, whatever its status, is a breaker success.
-    outcome = ex.route.overloadStatuses.has(ex.status) ? 'dropped' : 'success';
+    // A complete upstream response, whatever its status, is a breaker success. The limit learns
+    // an overload (an overload status; for gRPC also grpc-status 8 or 14), else the RTT when
+    // there is one (a gRPC call may have none: ./grpc-sample.ts).
+    const overloaded = ex.route.overloadStatuses.has(ex.status) || (ex.grpc && isOverloadGrpcStatus(ex.upstreamTrailers?.['grpc-status'] ?? ex.grpcStatus));
+    outcome = overloaded ? 'dropped' : ex.rttMs >= 0 ? 'success' : 'ignore';
     result = 'success';
   }
   if (ex.hold.settle(outcome, result, ex.rttMs >= 0 ? ex.rttMs : undefined)) deps.events.onSettled?.(ex.route, ex.lane, outcome);

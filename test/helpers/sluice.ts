@@ -23,10 +23,13 @@ export interface Running {
   close(): Promise<void>;
 }
 
-const LOOPBACK = 'listen: { host: 127.0.0.1, port: 0 }\nadmin: { host: 127.0.0.1, port: 0 }\n';
+/** Loopback port-0 listeners; a policy that has its own `listen:` (TLS, HTTP/2) keeps it (it should say port 0). */
+function loopback(yaml: string): string {
+  return `${/^listen:/m.test(yaml) ? '' : 'listen: { host: 127.0.0.1, port: 0 }\n'}admin: { host: 127.0.0.1, port: 0 }\n${yaml}`;
+}
 
 export async function startSluice(yaml: string, deps: AppDeps = {}): Promise<Running> {
-  return startWith(parseConfig(`${LOOPBACK}${yaml}`, 'test.yaml'), deps);
+  return startWith(parseConfig(loopback(yaml), 'test.yaml'), deps);
 }
 
 /**
@@ -35,7 +38,7 @@ export async function startSluice(yaml: string, deps: AppDeps = {}): Promise<Run
  * file and calling reload() is how tests change the running config.
  */
 export function writePolicy(yaml: string, file = join(mkdtempSync(join(tmpdir(), 'sluice-')), 'sluice.yaml')): string {
-  writeFileSync(file, `${LOOPBACK}${yaml}`);
+  writeFileSync(file, loopback(yaml));
   return file;
 }
 

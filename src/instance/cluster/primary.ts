@@ -30,7 +30,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../../config/types.js';
 import { buildAdmin } from '../../observability/admin.js';
 import { ClusterMetrics, registerWorkerMetrics, type RegistryJson } from '../../observability/cluster-metrics.js';
-import { ClusterTotals, clusterNotReady, sumRoutes, type WorkerSample } from '../../observability/cluster-view.js';
+import { ClusterTotals, clusterNotReady, sumListeners, sumRoutes, type WorkerSample } from '../../observability/cluster-view.js';
 import type { Snapshot } from '../../observability/history.js';
 import { createLogger } from '../../observability/logger.js';
 import { Metrics } from '../../observability/metrics.js';
@@ -165,9 +165,10 @@ class PrimaryProcess implements Primary {
     }
     const summed = this.totals.sum(byPid);
     const routes = sumRoutes(states.map((w) => w.routes));
+    const listeners = [...answers.values()].flatMap((a) => (a.ok ? [a.value.state.listener] : []));
     return {
       notReady: clusterNotReady(this.draining, states),
-      state: { ...this.info.view(), ready: !this.draining, draining: this.draining, routes, workers: states },
+      state: { ...this.info.view(), ready: !this.draining, draining: this.draining, listener: sumListeners(this.current, listeners), routes, workers: states },
       routes: routes.map((view) => ({ view, totals: summed[view.name] })),
     };
   }

@@ -142,7 +142,7 @@ export async function serveWorker(build: BuildWorker): Promise<void> {
   let proxyUrl: string;
   try {
     app = await build(start.config, start.share);
-    proxyUrl = await listenOn(app.proxy, 'proxy', start.config.listen.host, start.config.listen.port);
+    proxyUrl = await listenOn(app.proxy, 'proxy', start.config.listen.host, start.config.listen.port, start.config.listen.tls === undefined ? 'http' : 'https');
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);
     send({ type: 'sluice:failed', message }, () => process.exit(1));
