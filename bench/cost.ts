@@ -143,7 +143,7 @@ async function unloaded(ctx: BenchContext, targets: readonly Target[], rounds: n
 }
 
 /** Holds the refusing route's only slot with a request the upstream never answers. */
-async function holdSlot(refusing: Proc, agent: Agent, signal: AbortSignal): Promise<{ readonly held: Promise<unknown> }> {
+export async function holdSlot(refusing: Proc, agent: Agent, signal: AbortSignal): Promise<{ readonly held: Promise<unknown> }> {
   const held = request(`${urlOf(refusing)}/hang`, { dispatcher: agent, signal }).catch(() => undefined);
   const deadline = Date.now() + 5_000;
   while ((await routeState(String(refusing.ready['admin']))).inflight < 1) {

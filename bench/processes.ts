@@ -185,6 +185,10 @@ export function startFastUpstream(cpu: number | null): Promise<Proc> {
   return startProc('upstream', [`${PROCS}upstream.js`, '--mode', 'fast'], cpu, hasUrl);
 }
 
+export function startFastH2Upstream(cpu: number | null): Promise<Proc> {
+  return startProc('upstream-h2', [`${PROCS}upstream.js`, '--mode', 'fast-h2'], cpu, hasUrl);
+}
+
 export function startCapacityUpstream(cpu: number | null, workers: number, serviceMs: number): Promise<Proc> {
   return startProc(
     'upstream',

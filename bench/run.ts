@@ -10,7 +10,8 @@
  *                      scenarios: the default limit vs one told the truth; about 9 minutes), queue (fair queue cost),
  *                      quota (Redis quota check cost; needs redis-server), workers (workers: 2 vs 1),
  *                      websocket (open WebSockets: RSS per socket, messages outside admission; N
- *                      bounded by `ulimit -n`)
+ *                      bounded by `ulimit -n`),
+ *                      h2 (HTTP/2 vs HTTP/1.1 CPU per request, h2 refusals, HTTP/2 upstreams; needs h2load)
  *   --algorithm NAME   limit algorithm for the control and adaptive scenarios (default: the config schema's default)
  *   --scenarios LIST   adaptive: only these scenario ids of bench/scenarios.ts (e.g. slower,two-instances)
  *   --baseline DIR     another checkout of Sluice, built (DIR/dist/cli.js): the cost scenario
@@ -35,6 +36,7 @@ import { closeHttp, table, type BenchContext, type ScenarioOutput } from './comm
 import { adaptiveScenarios } from './adaptive.js';
 import { controlScenarios } from './control.js';
 import { costScenario } from './cost.js';
+import { h2Scenario } from './h2.js';
 import { ROOT, canPin, type Placement } from './processes.js';
 import { queueScenario } from './queueing.js';
 import { quotaScenario } from './quota.js';
@@ -55,7 +57,7 @@ const { values } = parseArgs({
   },
 });
 
-const GROUPS = ['cost', 'overhead', 'refusal', 'control', 'adaptive', 'queue', 'quota', 'workers', 'websocket'] as const;
+const GROUPS = ['cost', 'overhead', 'refusal', 'control', 'adaptive', 'queue', 'quota', 'workers', 'websocket', 'h2'] as const;
 
 function git(args: string[]): string {
   try {
@@ -130,6 +132,7 @@ async function main(): Promise<void> {
   if (only.includes('quota')) outputs.push(await quotaScenario(ctx));
   if (only.includes('workers')) outputs.push(await workersScenario(ctx));
   if (only.includes('websocket')) outputs.push(await webSocketScenario(ctx));
+  if (only.includes('h2')) outputs.push(await h2Scenario(ctx));
   await closeHttp();
 
   for (const o of outputs) writeFileSync(`${resultsDir}/${stamp}-${o.id}.json`, `${JSON.stringify(o.json, null, 1)}\n`);

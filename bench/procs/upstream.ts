@@ -4,11 +4,13 @@
  *
  *   --mode fast                    answers every request at once: 200 {"ok":true}
  *                                  (except /hang..., which never answers)
+ *   --mode fast-h2                 the same in HTTP/2 only (h2c, prior knowledge)
  *   --mode capacity --workers N --service-ms M [--model jitter|lognormal|bimodal]
  *                                  the demo's capacity-modelled upstream
  *                                  (N workers x M ms, FIFO, POST /_control)
  */
 import http from 'node:http';
+import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { parseArgs } from 'node:util';
 import { isServiceModel } from '../../src/demo/service-time.js';
@@ -38,9 +40,21 @@ async function fast(): Promise<string> {
   return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 }
 
+async function fastH2(): Promise<string> {
+  const server = http2.createServer({ settings: { maxConcurrentStreams: 1000 } }, (req, res) => {
+    req.resume();
+    if (req.url.startsWith('/hang')) return;
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': BODY.length });
+    res.end(BODY);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
 async function main(): Promise<void> {
   let url: string;
   if (values.mode === 'fast') url = await fast();
+  else if (values.mode === 'fast-h2') url = await fastH2();
   else if (values.mode === 'capacity') {
     const model = values.model;
     if (!isServiceModel(model)) throw new Error(`unknown --model ${model}`);
