@@ -3,7 +3,9 @@
  * (started here, scraping every second) scrapes a running Sluice while a
  * bounded load runs through it — queueing and refusals, batch and shadow
  * traffic (with would-be refusals), batch alone (upstream latency per lane), a client that leaves while queued, 5xx answers, a dead upstream
- * whose breaker opens, client 4xx errors, a good and a bad reload — and then
+ * whose breaker opens, client 4xx errors, a good and a bad reload; and a
+ * second Sluice (the real CLI, workers: 2, client rates shared through a real
+ * redis-server) whose Redis is killed and one of whose workers is killed — and then
  * every query of every panel runs as Grafana would run it (a range query over
  * the load, $__rate_interval = 4 × the scrape interval). A query that returns
  * nothing although the load produced its data fails the test: a renamed
@@ -13,13 +15,16 @@
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
+import { startCli, type Cli } from './helpers/cli.js';
 import { dashboardTargets, fillVariables } from './helpers/dashboard.js';
 import { startPrometheus, type RangeSeries, type TestPrometheus } from './helpers/prometheus.js';
 import { scrape } from './helpers/prom.js';
+import { startRedis, type TestRedis } from './helpers/redis.js';
+import type { AdminState } from '../src/observability/state.js';
 import { eventually as waitFor, JSON_POST, rawRequest, send, startSluiceFile, writePolicy, type Running } from './helpers/sluice.js';
 import { startUpstream, type TestUpstream } from './helpers/upstream.js';
 
-const ROUTES = ['main', 'dead', 'shadow', 'held'] as const;
+const ROUTES = ['main', 'dead', 'shadow', 'held', 'quota'] as const;
 
 function policy(upstream: string, deadUpstream: string, mainLimit: number): string {
   return `
@@ -55,8 +60,31 @@ routes:
 `;
 }
 
+/** The second instance: workers: 2, one route whose client rates are shared through Redis. */
+function quotaPolicy(upstream: string, redisUrl: string): string {
+  return `
+workers: 2
+log: { level: info }
+shutdown: { readinessGraceMs: 0, drainTimeoutMs: 1000 }
+clients:
+  key: { header: x-api-key }
+  rate:
+    perSecond: 1000
+    burst: 1000
+    store:
+      redis: { url: ${redisUrl}, timeoutMs: 50 }
+      instances: 2
+routes:
+  - name: quota
+    match: { pathPrefix: / }
+    upstream: ${upstream}
+`;
+}
+
 let up: TestUpstream;
 let s: Running;
+let redis: TestRedis;
+let w: Cli;
 let prom: TestPrometheus;
 let file: string;
 let window: { start: number; end: number };
@@ -99,8 +127,10 @@ before(async () => {
   await gone.close();
   file = writePolicy(policy(up.url, deadUrl, 2));
   s = await startSluiceFile(file);
-  prom = await startPrometheus({ sluice: new URL(s.adminUrl).host });
-  await prom.waitForScrape('sluice', 0);
+  redis = await startRedis();
+  w = await startCli(writePolicy(quotaPolicy(up.url, redis.url)));
+  prom = await startPrometheus({ sluice: new URL(s.adminUrl).host, sluice_workers: new URL(w.admin).host });
+  await Promise.all([prom.waitForScrape('sluice', 0), prom.waitForScrape('sluice_workers', 0)]);
   window = { start: Math.floor(nowS()), end: 0 };
 
   // About 3 s of load, each part bounded in count and time.
@@ -137,7 +167,23 @@ before(async () => {
   await send(`${s.url}/api/%zz`);
   await rawRequest(s.url, 'this is not http\r\n\r\n');
   await rawRequest(s.url, 'CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n');
-  const [mainStatuses, , deadStatuses] = await Promise.all([main, shadow, dead, rare]);
+  // The second instance: keyed traffic while Redis answers, then Redis dies (the instance
+  // fails open: local buckets); after that load a worker is killed (it is replaced).
+  const quota = load(w.proxy, { workers: 2, everyMs: 50, count: 120, ms: 3000, path: () => '/delay/10', headers: (i) => ({ 'x-api-key': `k${i % 4}` }) });
+  const crashes = (async () => {
+    const metric = async (name: string) => (await scrape(w.admin)).value(name, {});
+    await sleep(1200);
+    assert.equal(await metric('sluice_rate_store_up'), 1, 'the shared store answered');
+    await redis.kill();
+    await waitFor(async () => (await metric('sluice_rate_store_up')) === 0, 'the rate store seen down');
+    // Once its load is over: a killed worker cuts what it is forwarding.
+    await quota;
+    const workers = ((await (await fetch(`${w.admin}/admin/state`)).json()) as AdminState).workers ?? [];
+    process.kill(workers[0]?.pid as number, 'SIGKILL');
+    await waitFor(async () => (await metric('sluice_worker_deaths_total')) === 1, 'the death counted');
+  })();
+  const [mainStatuses, , deadStatuses, , quotaStatuses] = await Promise.all([main, shadow, dead, rare, quota, crashes]);
+  assert.ok(quotaStatuses.includes(200), `quota: ${[...new Set(quotaStatuses)]}`);
   assert.ok(mainStatuses.includes(200) && mainStatuses.includes(503) && mainStatuses.includes(500), `main: ${[...new Set(mainStatuses)]}`);
   assert.ok(deadStatuses.includes(502) && deadStatuses.includes(503), `dead: ${[...new Set(deadStatuses)]}`);
 
@@ -160,6 +206,11 @@ before(async () => {
 
 after(async () => {
   await prom?.close();
+  if (w !== undefined) {
+    w.child.kill('SIGTERM');
+    await w.exited;
+  }
+  await redis?.kill();
   await s?.close();
   await up?.close();
 });
@@ -225,4 +276,13 @@ test('refusals by reason, errors by kind, client errors by code and reloads by r
   assert.ok(mainShare > 0 && mainShare < 1, `main: some 5xx (${mainShare})`);
   const last = await run(expr('Last config reload', 'last reload'), '-');
   assert.equal(last[0]?.values.at(-1)?.[1], 0, 'the last reload failed');
+});
+
+test('the rate store panels show the store up, then down with its errors; the workers panel shows a death', async () => {
+  const store = drawn(await run(expr('Shared rate store', '{{instance}} {{store}}'), '-'));
+  const values = new Set(store.flatMap((x) => x.values.map(([, v]) => v)));
+  assert.ok(values.has(1) && values.has(0), `up then down: ${[...values]}`);
+  assert.ok((await labels(expr('Rate store errors per second by kind', '{{kind}}'), 'kind')).includes('connection'));
+  assert.ok((await labels(expr('Worker processes', '{{state}}'), 'state')).includes('ready'));
+  assert.ok((await peak(expr('Worker processes', 'deaths'), '-')) >= 1, 'the killed worker drew a death');
 });

@@ -12,7 +12,8 @@ import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { dashboard, dashboardTargets, fillVariables } from './helpers/dashboard.js';
 import { promtool, scrape } from './helpers/prom.js';
-import { send, startSluice } from './helpers/sluice.js';
+import { startCli } from './helpers/cli.js';
+import { send, startSluice, writePolicy } from './helpers/sluice.js';
 import { startUpstream, type TestUpstream } from './helpers/upstream.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
@@ -59,7 +60,7 @@ after(async () => {
 test('alerts.yaml passes promtool check rules', async () => {
   const r = await promtool(['check', 'rules', alertsFile]);
   assert.equal(r.code, 0, r.output);
-  assert.match(r.output, /SUCCESS: 10 rules found/);
+  assert.match(r.output, /SUCCESS: 12 rules found/);
 });
 
 test('alerts fire and stay quiet as their promtool unit tests say (alerts.test.yaml)', async () => {
@@ -67,7 +68,7 @@ test('alerts fire and stay quiet as their promtool unit tests say (alerts.test.y
   assert.equal(r.code, 0, r.output);
 });
 
-test('the alerts cover shedding, throttled clients, interactive refusals, an open breaker, upstream errors, failed reloads, backlog and the limit', () => {
+test('the alerts cover shedding, throttled clients, interactive refusals, an open breaker, upstream errors, failed reloads, backlog, the limit, the shared rate store and crashing workers', () => {
   const names = alerts.groups.flatMap((g) => g.rules.map((r) => r.alert));
   for (const a of [
     'SluiceSustainedShedding',
@@ -80,6 +81,8 @@ test('the alerts cover shedding, throttled clients, interactive refusals, an ope
     'SluiceBacklogNotDraining',
     'SluiceLimitPinnedAtMin',
     'SluiceRouteOverloaded',
+    'SluiceRateStoreDown',
+    'SluiceWorkersCrashing',
   ]) {
     assert.ok(names.includes(a), `missing alert ${a}`);
   }
@@ -123,6 +126,10 @@ test('the dashboard repeats per route and shows traffic, limit, queues, waits, l
     'sluice_client_errors_total',
     'sluice_config_reloads_total',
     'sluice_config_last_reload_successful',
+    'sluice_rate_store_up',
+    'sluice_rate_store_errors_total',
+    'sluice_workers',
+    'sluice_worker_deaths_total',
   ]) {
     assert.ok(used.has(m), `no dashboard panel reads ${m}`);
   }
@@ -135,6 +142,13 @@ test('every graph and stat panel says its unit, and every graph names its axis',
   }
 });
 
+/** The metric names an exposition has (a histogram's as its _bucket, _sum and _count series). */
+function exposedNames(m: Awaited<ReturnType<typeof scrape>>): string[] {
+  const names = m.samples.map((x) => x.name);
+  for (const [name, type] of m.types) if (type === 'histogram') names.push(...['_bucket', '_sum', '_count'].map((suffix) => name + suffix));
+  return names;
+}
+
 test('every metric the dashboard and the alerts read is one a running Sluice exposes', async () => {
   const s = await startSluice(`
 log: { level: warn }
@@ -143,18 +157,35 @@ routes:
     match: { pathPrefix: / }
     upstream: ${up.url}
 `);
+  // Some exist only with workers > 1 or a shared rate store: the real CLI with both (the store's
+  // Redis address refuses connections, so its errors are counted too).
+  const closed = await startUpstream();
+  const redisUrl = `redis://${new URL(closed.url).host}`;
+  await closed.close();
+  const w = await startCli(
+    writePolicy(`workers: 2
+log: { level: info }
+shutdown: { readinessGraceMs: 0, drainTimeoutMs: 1000 }
+clients:
+  key: { header: x-api-key }
+  rate: { perSecond: 10, burst: 10, store: { redis: { url: ${redisUrl} } } }
+routes:
+  - name: main
+    match: { pathPrefix: / }
+    upstream: ${up.url}
+`),
+  );
   try {
     await send(`${s.url}/x`);
-    const m = await scrape(s.adminUrl);
-    const exposed = new Set(m.samples.map((x) => x.name));
-    for (const [name, type] of m.types) {
-      if (type === 'histogram') for (const suffix of ['_bucket', '_sum', '_count']) exposed.add(name + suffix);
-    }
+    await send(`${w.proxy}/x`, { headers: { 'x-api-key': 'k' } });
+    const exposed = new Set([...exposedNames(await scrape(s.adminUrl)), ...exposedNames(await scrape(w.admin))]);
     const read = new Set([...dashboardExprs, ...alertExprs].flatMap(metricNames));
-    for (const n of ['sluice_concurrency_limit_min', 'sluice_route_info', 'sluice_backlog_seconds', 'process_cpu_seconds_total']) assert.ok(read.has(n), n);
+    for (const n of ['sluice_concurrency_limit_min', 'sluice_route_info', 'sluice_backlog_seconds', 'process_cpu_seconds_total', 'sluice_rate_store_up', 'sluice_worker_deaths_total']) assert.ok(read.has(n), n);
     const missing = [...read].filter((n) => !exposed.has(n));
     assert.deepEqual(missing, []);
   } finally {
+    w.child.kill('SIGTERM');
+    await w.exited;
     await s.close();
   }
 });

@@ -29,6 +29,8 @@ export async function startCli(file: string): Promise<Cli> {
     buf = lines.pop() ?? '';
     for (const line of lines) if (line.trim() !== '') logs.push(JSON.parse(line) as Record<string, unknown>);
   });
+  // A start that fails (or never logs "started") must not leave the child running: the test
+  // process would wait for it forever.
   const startedLine = await Promise.race([
     (async () => {
       await eventually(() => logs.some((l) => l.event === 'started'), 'the start-up line', 15_000);
@@ -37,6 +39,9 @@ export async function startCli(file: string): Promise<Cli> {
     exited.then((code) => {
       throw new Error(`sluice exited early with ${code}`);
     }),
-  ]);
+  ]).catch((err: unknown) => {
+    child.kill('SIGKILL');
+    throw err;
+  });
   return { child, proxy: startedLine.proxy, admin: startedLine.admin, logs, exited };
 }
