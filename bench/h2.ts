@@ -1,5 +1,5 @@
 /**
- * Scenario 9, HTTP/2 (issue 13): what HTTP/2 costs Sluice, measured with
+ * Scenario 10, HTTP/2 (issue 13): what HTTP/2 costs Sluice, measured with
  * h2load (nghttp2's C load generator, Debian `nghttp2-client`; --h1 for the
  * HTTP/1.1 runs, so one generator drives both protocols).
  *
@@ -142,7 +142,7 @@ function report(ctx: BenchContext, rows: readonly Row[], clients: readonly Clien
   const x = (xs: number[], d = 2) => `${fmt(median(xs), d)}x (per round: ${xs.map((y) => fmt(y, d)).join(', ')})`;
   return {
     id: 'h2',
-    title: '9. HTTP/2 (h2load): HTTP/2 vs HTTP/1.1 on the same route, h2 refusals, HTTP/2 upstreams',
+    title: '10. HTTP/2 (h2load): HTTP/2 vs HTTP/1.1 on the same route, h2 refusals, HTTP/2 upstreams',
     markdown: [
       `h2load, one thread, ${durationS} s per run; HTTP/1.1: 64 connections; HTTP/2: 4 connections x 16 streams (h2c). Fast upstream (11-byte JSON). CPU = user + system time of the Sluice process over the run, per answer. ${Math.max(0, ...rows.map((r) => r.round))} round(s), rotating order, after a warm-up run each.`,
       '',
@@ -199,7 +199,7 @@ export async function h2Scenario(ctx: BenchContext): Promise<ScenarioOutput> {
       { name: 'h2-refusal', proc: refusing, url: `${r}${PATH}`, h1: false, expect: '5xx' },
       { name: 'h2up-forward', proc: admitting, url: `${a}/h2up${PATH}`, h1: true, expect: '2xx' },
     ];
-    ctx.log(`9. h2: CPU per request with h2load (${runs.map((x) => x.name).join(', ')})`);
+    ctx.log(`10. h2: CPU per request with h2load (${runs.map((x) => x.name).join(', ')})`);
     for (const run of runs) await measure(ctx, run, 0, ctx.quick ? 1 : 2);
     const rows: Row[] = [];
     for (let i = 0; i < rounds; i++) {

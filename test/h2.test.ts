@@ -195,3 +195,23 @@ test('routes[].http2: the upstream is spoken to in HTTP/2 (h2c by prior knowledg
   assert.equal(h1.status, 200);
   assert.match(h1.body, /\r\nx-checksum: abc123\r\n/i);
 });
+
+test('/admin/state and the live page history show the listener: http + HTTP/2 and its client connections', async () => {
+  const session = await h2Connect(s.url);
+  try {
+    assert.equal((await h2Request(session, '/echo/seen')).status, 200);
+    const state = await s.state();
+    assert.equal(state.listener.scheme, 'http');
+    assert.equal(state.listener.http2, true);
+    assert.equal(state.listener.tls, null);
+    assert.ok((state.listener.http2Clients?.sessions ?? 0) >= 1);
+    // The history samples once a second; the newest sample carries the listener as it is.
+    await eventually(async () => {
+      const h = (await send(`${s.adminUrl}/admin/history`)).json<{ samples: { listener?: { http2Clients: { sessions: number } | null } }[] }>();
+      const last = h.samples[h.samples.length - 1];
+      return (last?.listener?.http2Clients?.sessions ?? 0) >= 1;
+    }, 'a history sample with the HTTP/2 connection');
+  } finally {
+    await closeSession(session);
+  }
+});

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
 import { createServer } from 'node:http';
+import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { chromium, type Browser } from 'playwright-core';
 import WebSocket, { WebSocketServer } from 'ws';
@@ -261,5 +262,27 @@ routes:
     for (const c of wss.clients) c.terminate();
     wss.close();
     httpServer.close();
+  }
+});
+
+test('the header shows the listener: http + HTTP/2 and its HTTP/2 client connections', async () => {
+  const s = await startSluice(`
+listen: { host: 127.0.0.1, port: 0, http2: true }
+log: { level: error }
+routes:
+  - name: orders
+    match: { pathPrefix: / }
+    upstream: ${up.url}
+`);
+  const page = await browser.newPage();
+  const session = http2.connect(s.url);
+  try {
+    await new Promise((resolve, reject) => session.once('connect', resolve).once('error', reject));
+    await page.goto(`${s.adminUrl}/?every=100`);
+    await page.waitForFunction(() => /^http \+ HTTP\/2 · h2 connections 1, rapid-reset closes 0$/.test(document.getElementById('listener')?.textContent ?? ''), undefined, { timeout: 10_000 });
+  } finally {
+    session.destroy();
+    await page.close();
+    await s.close();
   }
 });

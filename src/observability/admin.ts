@@ -73,6 +73,7 @@ async function snapshot(opts: AdminOptions): Promise<Snapshot> {
     draining: s.draining,
     notReady,
     routes: s.routes.map((view) => ({ view, totals: totals?.(view.name, view.lanes.map((l) => l.name)) })),
+    listener: s.listener,
   };
 }
 

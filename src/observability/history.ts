@@ -29,6 +29,7 @@
  */
 import type { BreakerStateName } from '../core/breaker.js';
 import type { Clock, Timer } from '../core/clock.js';
+import type { ListenerView } from '../proxy/front.js';
 
 /** A histogram's cumulative state: per-bucket counts (not cumulative), the last one for values above every bound. */
 export interface HistogramTotals {
@@ -86,6 +87,8 @@ export interface Snapshot {
   /** Why the instance is not ready (a reason code, or a reason with details), or null. */
   readonly notReady: string | Readonly<Record<string, unknown>> | null;
   readonly routes: readonly { readonly view: RouteView; readonly totals: RouteTotals | undefined }[];
+  /** The proxy listener (TLS certificate, HTTP/2 client counts), shown as it is now. */
+  readonly listener?: ListenerView;
 }
 
 export interface Percentiles {
@@ -131,6 +134,7 @@ export interface Sample {
   readonly draining: boolean;
   readonly notReady: Snapshot['notReady'];
   readonly routes: readonly RouteSample[];
+  readonly listener?: ListenerView;
 }
 
 /** The q-quantile (0..1) of the observations a bucket-count delta holds, in the histogram's unit; NaN when empty. */
@@ -260,7 +264,7 @@ export class History {
       if (now !== undefined) totals.set(view.name, copyTotals(now));
       return routeSample(view, now, this.lastTotals.get(view.name), seconds);
     });
-    const sample: Sample = { seq: ++this.seq, t: now.unix, ready: s.ready, draining: s.draining, notReady: s.notReady, routes };
+    const sample: Sample = { seq: ++this.seq, t: now.unix, ready: s.ready, draining: s.draining, notReady: s.notReady, routes, ...(s.listener !== undefined && { listener: s.listener }) };
     this.ring[this.next] = sample;
     this.next = (this.next + 1) % this.capacity;
     this.lastMono = now.mono;

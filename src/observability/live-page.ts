@@ -17,7 +17,9 @@
  *     reason, queue wait p50/p99 per lane, upstream latency p50/p99 per lane,
  *     upstream errors per second by kind (and 5xx);
  *   - a table per lane (queue wait and upstream latency p50/p99 in it too).
- * The header shows readiness and, when not ready, why.
+ * The header shows readiness and, when not ready, why; and the proxy
+ * listener: https or http, HTTP/2 client connections and rapid-reset closes,
+ * the certificate's expiry (warned under 14 days).
  *
  * Query parameters: `every` (poll interval in ms, default 1000, min 100) and
  * `window` (seconds of history shown, default 300, the most the server keeps).
@@ -43,7 +45,7 @@ export const LIVE_PAGE = String.raw`<!doctype html>
   .badge.bad { background: rgba(248,81,73,.18); color: var(--bad); }
   .badge.warn { background: rgba(210,153,34,.15); color: var(--warn); }
   .badge.dim { background: rgba(139,148,158,.15); color: var(--dim); }
-  #why { color: var(--warn); }
+  #why, .warn-text { color: var(--warn); }
   #error { display: none; margin: 12px 20px; padding: 8px 12px; border: 1px solid var(--bad); color: var(--bad); border-radius: 6px; }
   main { padding: 12px 20px; display: grid; gap: 16px; }
   .route { background: var(--card); border: 1px solid var(--grid); border-radius: 8px; padding: 12px 16px; }
@@ -68,6 +70,7 @@ export const LIVE_PAGE = String.raw`<!doctype html>
   <h1>Sluice live</h1>
   <span id="ready" class="badge warn">connecting</span>
   <span id="why"></span>
+  <span id="listener" class="dim"></span>
   <span class="dim">updated <span id="updated">never</span></span>
   <span class="dim">one sample a second, last <span id="window"></span> s</span>
 </header>
@@ -360,6 +363,18 @@ export const LIVE_PAGE = String.raw`<!doctype html>
     return parts.join(': ');
   }
 
+  function listenerText(l) {
+    if (!l) return '';
+    var parts = [l.scheme + (l.http2 ? ' + HTTP/2' : '')];
+    var h = l.http2Clients;
+    if (h) parts.push('h2 connections ' + h.sessions + ', rapid-reset closes ' + h.rapidResetCloses);
+    if (l.tls) {
+      var days = Math.floor((Date.parse(l.tls.notAfter) - Date.now()) / 86400000);
+      parts.push('certificate expires in ' + days + ' d');
+    }
+    return parts.join(' \u00b7 ');
+  }
+
   function render() {
     if (samples.length === 0) return;
     var latest = samples[samples.length - 1];
@@ -367,6 +382,10 @@ export const LIVE_PAGE = String.raw`<!doctype html>
     ready.textContent = latest.draining ? 'draining' : latest.ready ? 'ready' : 'not ready';
     ready.className = 'badge ' + (latest.draining ? 'bad' : latest.ready ? 'ok' : 'warn');
     document.getElementById('why').textContent = whyText(latest);
+    var lt = document.getElementById('listener');
+    lt.textContent = listenerText(latest.listener);
+    var tls = latest.listener && latest.listener.tls;
+    lt.className = tls && Date.parse(tls.notAfter) - Date.now() < 14 * 86400000 ? 'warn-text' : 'dim';
     var seen = {};
     latest.routes.forEach(function (r) {
       seen[r.name] = true;

@@ -118,7 +118,7 @@ class PrimaryProcess implements Primary {
       metrics: { contentType: this.clusterMetrics.contentType, render: () => this.renderMetrics() },
       snapshot: async () => {
         const s = await this.sample();
-        return { ready: !this.draining && s.notReady === null, draining: this.draining, notReady: s.notReady, routes: s.routes };
+        return { ready: !this.draining && s.notReady === null, draining: this.draining, notReady: s.notReady, routes: s.routes, listener: s.state.listener };
       },
       reload: () => this.reload(),
     });
