@@ -3,7 +3,7 @@
  * `--port 0`: a port is found by binding port 0 and closing it), with no
  * persistence. `kill()` is a crash (SIGKILL); `start()` again brings up an
  * empty server on the same port. DEBUG is enabled (from loopback) so a test
- * can make the server stall (`DEBUG SLEEP`).
+ * can make the server stall (`CLIENT PAUSE ALL`).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { connect, createServer } from 'node:net';
@@ -17,9 +17,9 @@ export interface TestRedis {
   /** Runs a command through redis-cli; resolves with its output. */
   cli(...args: string[]): Promise<string>;
   /**
-   * Makes the server stall for `ms` (DEBUG SLEEP over a socket of our own).
-   * `sent` resolves once the command is written (the server is stalling
-   * within microseconds on loopback), `done` when the server is back.
+   * Makes the server stall for `ms` (CLIENT PAUSE ALL over a socket of our
+   * own). `sent` resolves once the server said the pause is in force, `done`
+   * when it answers again.
    */
   stall(ms: number): { sent: Promise<void>; done: Promise<void> };
 }
@@ -85,17 +85,29 @@ export async function startRedis(): Promise<TestRedis> {
     },
     cli: (...args) => run('redis-cli', ['-p', String(port), ...args]),
     stall(ms) {
+      // CLIENT PAUSE ALL: every client's commands wait until the pause ends.
+      // Its +OK comes once the pause is in force (DEBUG SLEEP gave no such
+      // point: a command of ours read before it was answered at once). The
+      // PING behind it is answered when the server serves again.
       const sock = connect(port, '127.0.0.1');
-      const seconds = String(ms / 1000);
-      const sent = new Promise<void>((resolve) => {
-        sock.once('connect', () => sock.write(`*3\r\n$5\r\nDEBUG\r\n$5\r\nSLEEP\r\n$${seconds.length}\r\n${seconds}\r\n`, () => resolve()));
-      });
-      const done = new Promise<void>((resolve) => {
-        sock.once('data', () => {
+      const arg = String(ms);
+      const cmd = (...words: string[]) => `*${words.length}\r\n${words.map((w) => `$${w.length}\r\n${w}\r\n`).join('')}`;
+      let buffered = '';
+      let onOk: () => void = () => {};
+      let onPong: () => void = () => {};
+      sock.setEncoding('utf8').on('data', (d: string) => {
+        buffered += d;
+        if (buffered.startsWith('+OK\r\n')) onOk();
+        if (buffered.includes('+PONG\r\n')) {
           sock.destroy();
-          resolve();
-        });
+          onPong();
+        }
       });
+      const sent = new Promise<void>((resolve) => {
+        onOk = resolve;
+        sock.once('connect', () => sock.write(cmd('CLIENT', 'PAUSE', arg, 'ALL') + cmd('PING')));
+      });
+      const done = new Promise<void>((resolve) => (onPong = resolve));
       return { sent, done };
     },
   };
