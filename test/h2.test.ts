@@ -24,7 +24,7 @@ const policy = (upstream: string, extra = '') => `
 listen: { host: 127.0.0.1, port: 0, http2: true }
 log: { level: error }
 server:
-  http2: { maxConcurrentStreams: 8, maxExcessResets: 50 }
+  http2: { maxConcurrentStreams: 8, maxExcessResets: 50, maxHeaderListBytes: 4096 }
 ${extra}
 lanes:
   - name: interactive
@@ -107,6 +107,18 @@ test('a malformed request on one stream is answered 4xx; the other streams of th
     assert.equal(bad.status, 400);
     up.releaseAll();
     assert.equal((await held).status, 200);
+  } finally {
+    await closeSession(session);
+  }
+});
+
+test('server.http2.maxHeaderListBytes: a larger header list is 431 headers_too_large on its stream; the connection serves on', async () => {
+  const session = await h2Connect(s.url);
+  try {
+    const big = await h2Request(session, '/echo/big', { 'x-big': 'a'.repeat(5000) });
+    assert.equal(big.status, 431);
+    assert.equal((JSON.parse(big.body) as { reason: string }).reason, 'headers_too_large');
+    assert.equal((await h2Request(session, '/echo/small', { 'x-small': 'a'.repeat(1000) })).status, 200);
   } finally {
     await closeSession(session);
   }

@@ -107,7 +107,7 @@ export class Admission {
       return;
     }
     const rt = this.deps.runtime();
-    const bad = headProblem(req, rt.config.server.maxHeaderCount);
+    const bad = headProblem(req, rt.config.server.maxHeaderCount, rt.config.server.http2.maxHeaderListBytes);
     if (bad !== null) {
       if (!f.h2) (req.socket as MarkedSocket)[DISTRUSTED] = true;
       return this.clientError(res, bad, requestId, true);

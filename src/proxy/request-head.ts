@@ -64,11 +64,23 @@ function codingProblem(te: string): ErrorCode | null {
   return codings.length === 1 ? null : 'transfer_coding_not_implemented';
 }
 
+/**
+ * An HTTP/2 request's header list size as RFC 9113 §6.5.2 counts it: name
+ * and value octets plus 32 per field. Node advertises
+ * SETTINGS_MAX_HEADER_LIST_SIZE but accepts larger lists (the setting is
+ * advisory to nghttp2): server.http2.maxHeaderListBytes is enforced here.
+ */
+function headerListBytes(raw: readonly string[]): number {
+  let n = 0;
+  for (let i = 0; i < raw.length; i++) n += (raw[i] as string).length;
+  return n + 16 * raw.length;
+}
+
 /** null when the head is fine (after rewriting an absolute-form target), else the code to answer. */
-export function headProblem(req: IncomingMessage, maxHeaderCount: number): ErrorCode | null {
+export function headProblem(req: IncomingMessage, maxHeaderCount: number, maxHeaderListBytes = Infinity): ErrorCode | null {
   const raw = req.rawHeaders;
   if ((req as unknown as FrontFields).h2) {
-    if (raw.length > 2 * (maxHeaderCount + PSEUDO_FIELDS)) return 'headers_too_large';
+    if (raw.length > 2 * (maxHeaderCount + PSEUDO_FIELDS) || headerListBytes(raw) > maxHeaderListBytes) return 'headers_too_large';
     // Neither :authority nor Host (RFC 9113 §8.3.1): nothing to route by. The rest is nghttp2's to check.
     return req.headers.host === undefined ? 'bad_request' : null;
   }
