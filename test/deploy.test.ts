@@ -13,6 +13,7 @@ import { parse as parseYaml } from 'yaml';
 import { dashboard, dashboardTargets, fillVariables } from './helpers/dashboard.js';
 import { promtool, scrape } from './helpers/prom.js';
 import { startCli } from './helpers/cli.js';
+import { makeCerts } from './helpers/tls.js';
 import { send, startSluice, writePolicy } from './helpers/sluice.js';
 import { startUpstream, type TestUpstream } from './helpers/upstream.js';
 
@@ -60,7 +61,7 @@ after(async () => {
 test('alerts.yaml passes promtool check rules', async () => {
   const r = await promtool(['check', 'rules', alertsFile]);
   assert.equal(r.code, 0, r.output);
-  assert.match(r.output, /SUCCESS: 12 rules found/);
+  assert.match(r.output, /SUCCESS: 13 rules found/);
 });
 
 test('alerts fire and stay quiet as their promtool unit tests say (alerts.test.yaml)', async () => {
@@ -68,7 +69,7 @@ test('alerts fire and stay quiet as their promtool unit tests say (alerts.test.y
   assert.equal(r.code, 0, r.output);
 });
 
-test('the alerts cover shedding, throttled clients, interactive refusals, an open breaker, upstream errors, failed reloads, backlog, the limit, the shared rate store and crashing workers', () => {
+test('the alerts cover shedding, throttled clients, interactive refusals, an open breaker, upstream errors, failed reloads, backlog, the limit, the shared rate store, crashing workers and an expiring certificate', () => {
   const names = alerts.groups.flatMap((g) => g.rules.map((r) => r.alert));
   for (const a of [
     'SluiceSustainedShedding',
@@ -83,6 +84,7 @@ test('the alerts cover shedding, throttled clients, interactive refusals, an ope
     'SluiceRouteOverloaded',
     'SluiceRateStoreDown',
     'SluiceWorkersCrashing',
+    'SluiceCertificateExpiring',
   ]) {
     assert.ok(names.includes(a), `missing alert ${a}`);
   }
@@ -175,17 +177,28 @@ routes:
     upstream: ${up.url}
 `),
   );
+  // The TLS series exist only on a TLS listener.
+  const certs = makeCerts();
+  const tls = await startSluice(`
+listen: { host: 127.0.0.1, port: 0, tls: { certFile: ${certs.cert}, keyFile: ${certs.key} } }
+log: { level: warn }
+routes:
+  - name: main
+    match: { pathPrefix: / }
+    upstream: ${up.url}
+`);
   try {
     await send(`${s.url}/x`);
     await send(`${w.proxy}/x`, { headers: { 'x-api-key': 'k' } });
-    const exposed = new Set([...exposedNames(await scrape(s.adminUrl)), ...exposedNames(await scrape(w.admin))]);
+    const exposed = new Set([...exposedNames(await scrape(s.adminUrl)), ...exposedNames(await scrape(w.admin)), ...exposedNames(await scrape(tls.adminUrl))]);
     const read = new Set([...dashboardExprs, ...alertExprs].flatMap(metricNames));
-    for (const n of ['sluice_concurrency_limit_min', 'sluice_route_info', 'sluice_backlog_seconds', 'process_cpu_seconds_total', 'sluice_rate_store_up', 'sluice_worker_deaths_total']) assert.ok(read.has(n), n);
+    for (const n of ['sluice_concurrency_limit_min', 'sluice_route_info', 'sluice_backlog_seconds', 'process_cpu_seconds_total', 'sluice_rate_store_up', 'sluice_worker_deaths_total', 'sluice_tls_certificate_expiry_timestamp_seconds']) assert.ok(read.has(n), n);
     const missing = [...read].filter((n) => !exposed.has(n));
     assert.deepEqual(missing, []);
   } finally {
     w.child.kill('SIGTERM');
     await w.exited;
     await s.close();
+    await tls.close();
   }
 });
