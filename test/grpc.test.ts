@@ -1,6 +1,6 @@
 /**
  * gRPC through Sluice with real peers (@grpc/grpc-js client and server, h2c
- * both sides: listen.http2, and the route's `http2: true` to the upstream):
+ * both sides: listen.http2, and the route's `http2: true` to the upstream; and over TLS):
  * unary and streaming calls pass with their trailers; Sluice's own refusals
  * are gRPC answers (trailers-only, grpc-status 14 / 8, grpc-message = the
  * reason, grpc-retry-pushback-ms = Retry-After); what the limit learns from
@@ -8,11 +8,13 @@
  */
 import grpc from '@grpc/grpc-js';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import type { RouteConfig } from '../src/config/types.js';
 import type { Limit, Sample } from '../src/core/limit/limit.js';
 import { eventually, startSluice, type Running } from './helpers/sluice.js';
 import { EchoClient, startEchoServer, unary, type EchoClientType, type EchoServer } from './helpers/grpc.js';
+import { makeCerts } from './helpers/tls.js';
 
 /** A limit that records what it learns (the samples), at a fixed value. */
 class RecordingLimit implements Limit {
@@ -179,4 +181,35 @@ test('an upstream that answers UNAVAILABLE (14) backs the limit off like an over
   assert.equal(r.error?.code, grpc.status.UNAVAILABLE);
   await eventually(() => limit.samples.length === n0 + 1, 'the call settled');
   assert.equal(limit.samples[n0]?.dropped, true);
+});
+
+test('over TLS (ALPN h2, the certificate verified against its CA): a unary call passes and a refusal is UNAVAILABLE with pushback', async () => {
+  const certs = makeCerts();
+  const tls = await startSluice(`
+listen: { host: 127.0.0.1, port: 0, http2: true, tls: { certFile: ${certs.cert}, keyFile: ${certs.key} } }
+log: { level: error }
+lanes:
+  - name: interactive
+    queue: { maxLength: 0, maxWaitMs: 1000 }
+routes:${route('tls', '    limit: { algorithm: fixed, initial: 1, min: 1, max: 1 }')}
+`);
+  const target = `localhost:${new URL(tls.url).port}`;
+  const tlsClient = new EchoClient(target, grpc.credentials.createSsl(readFileSync(certs.caCert)));
+  try {
+    const ok = await unary(tlsClient, 'secure');
+    assert.equal(ok.error, null);
+    assert.equal(ok.value?.toString(), 'secure');
+    const held = unary(tlsClient, 'held', { hold: '1' });
+    await eventually(() => upstream.holding() === 1, 'the call held upstream');
+    const full = await unary(tlsClient, 'refused');
+    assert.equal(full.error?.code, grpc.status.UNAVAILABLE);
+    assert.equal(full.error?.details, 'queue_full');
+    assert.ok(Number(full.trailers?.get('grpc-retry-pushback-ms')[0]) >= 1000);
+    upstream.releaseAll();
+    assert.equal((await held).error, null);
+  } finally {
+    upstream.releaseAll();
+    tlsClient.close();
+    await tls.close();
+  }
 });
