@@ -436,3 +436,34 @@ ${ws}`;
     await r.close();
   }
 });
+
+test('access log: an open WebSocket gets one line when it closes (status 101, its lifetime, bytes written); a refused upgrade gets its 503 line', async () => {
+  const a = await startSluice(`
+log: { level: error, access: { enabled: true } }
+routes:
+  - name: chat
+    match: { pathPrefix: / }
+    upstream: ${up.url}
+    websocket: { maxOpen: 1 }
+`);
+  try {
+    const ws = await mustOpen(a.url, '/logged');
+    await echo(ws, 'x'.repeat(1000));
+    const refused = await openWs(a.url, '/second');
+    assert.ok(!('ws' in refused));
+    assert.equal(a.logs.filter((l) => l.msg === 'access' && l.status === 101).length, 0, 'no line while the socket is open');
+    ws.close();
+    await closed(ws);
+    await eventually(() => a.logs.some((l) => l.msg === 'access' && l.status === 101), 'the WebSocket line');
+    const line = a.logs.find((l) => l.msg === 'access' && l.status === 101) as Record<string, unknown>;
+    assert.equal(line.route, 'chat');
+    assert.equal(line.path, '/logged');
+    assert.equal(line.reason, null);
+    assert.ok((line.bytesOut as number) > 1000, `bytesOut ${String(line.bytesOut)}`);
+    const no = a.logs.find((l) => l.msg === 'access' && l.status === 503) as Record<string, unknown>;
+    assert.equal(no.reason, 'websocket_limit');
+    assert.equal(no.path, '/second');
+  } finally {
+    await a.close();
+  }
+});

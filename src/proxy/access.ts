@@ -25,6 +25,9 @@
  *                                          forwarded
  *   bytesOut                               bytes written to the client's
  *                                          connection for this response
+ * A WebSocket (./websocket.ts) that opened has its record written when it
+ * closes: status 101, durationMs its lifetime, bytesOut everything written
+ * to the client (bytesIn stays the upgrade's head).
  * Requests Node's parser refused, and CONNECT, have no request object: their
  * record (method and path null) is made by ./front.ts from the socket.
  */

@@ -43,7 +43,7 @@ import { watchBody } from './body-idle.js';
 import type { ProxyEvents } from './events.js';
 import { FrontH2Request, exchangeOf, type Exchange, type FrontFields, type FrontRequest } from './request-ctx.js';
 import { hasBody } from './request-head.js';
-import type { AccessDeps } from './access.js';
+import { sampled, watchAccess, type AccessDeps } from './access.js';
 import { arrival, h1Server, requestIdOf } from './front-h1.js';
 import type { WebSockets } from './websocket.js';
 
@@ -116,7 +116,7 @@ export class Front {
       this.h2 = h2;
       dispatch(server, listen.tls !== undefined, h2, s.headersTimeoutMs);
     }
-    this.opts.webSockets?.attach(server, this.opts.admit, requestIdOf);
+    this.opts.webSockets?.attach(server, this.opts.admit, requestIdOf, (req, res, id) => sampled(access) && (watchAccess(req, res, id, access), true));
     this.closingReachesEveryProtocol(server);
     return server;
   };

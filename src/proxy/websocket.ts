@@ -59,7 +59,12 @@ interface Pending {
   readonly slot: Slot;
   /** Bytes the client sent after its head. */
   readonly head: Buffer;
+  /** The access log watches the response's 'close': an open WebSocket's record is written when it closes. */
+  readonly logged: boolean;
 }
+
+/** The access log's watch on a request (./access.ts), when it is sampled; returns whether it watches. */
+export type AccessWatch = (req: FrontRequest, res: ServerResponse, requestId: string) => boolean;
 
 /** Before reserve(): the listener saw a WebSocket upgrade for a websocket route. */
 const NO_SLOT: Slot = { open: () => false, close: () => undefined, release: () => undefined };
@@ -76,10 +81,12 @@ function wantsWebSocket(req: IncomingMessage): boolean {
 }
 
 /** The open socket's end: its slot closes, the registry forgets it. Kept apart so the closure holds only these. */
-function onEnd(slot: Slot, relays: Set<WsRelay>, relay: { current: WsRelay | null }): (why: SocketCloseReason) => void {
+function onEnd(slot: Slot, relays: Set<WsRelay>, relay: { current: WsRelay | null }, logged: ServerResponse | null): (why: SocketCloseReason) => void {
   return (why) => {
     slot.close(why);
     if (relay.current !== null) relays.delete(relay.current);
+    // The access log's record of this WebSocket (status 101, its lifetime, the bytes written to the client).
+    logged?.emit('close');
   };
 }
 
@@ -90,7 +97,7 @@ export class WebSockets {
   private deps: UpgradeDeps | null = null;
 
   /** Takes the server's upgrades; `requestId` names each request as the front does. */
-  attach(server: http.Server, deps: UpgradeDeps, requestId: (req: IncomingMessage) => string): void {
+  attach(server: http.Server, deps: UpgradeDeps, requestId: (req: IncomingMessage) => string, access: AccessWatch = () => false): void {
     this.deps = deps;
     const admission = new Admission({
       ...deps,
@@ -107,8 +114,9 @@ export class WebSockets {
         res.assignSocket(socket as Socket);
         // The connection is no HTTP connection any more: it ends after whatever answer is written.
         res.once('finish', () => socket.end());
-        this.pending.set(req, { slot: NO_SLOT, head });
-        admission.admit(req, res, requestId(req));
+        const id = requestId(req);
+        this.pending.set(req, { slot: NO_SLOT, head, logged: access(req, res, id) });
+        admission.admit(req, res, id);
       });
     });
   }
@@ -154,7 +162,7 @@ export class WebSockets {
     if (ws === undefined || p === undefined) return null;
     const slot = this.of(route.cfg, ws.maxOpen).reserve((this.deps as UpgradeDeps).runtime().config.retryAfter);
     if ('kind' in slot) return slot;
-    this.pending.set(req, { slot, head: p.head });
+    this.pending.set(req, { ...p, slot });
     // Whatever ends the request before its socket opens gives the slot back (no-op once open):
     // an answer of Sluice's or the upstream's written in full, or the client gone.
     const release = () => slot.release();
@@ -221,11 +229,13 @@ export class WebSockets {
       return;
     }
     res.detachSocket(client);
+    res.statusCode = 101;
     this.pending.delete(res.req);
     client.write(head101);
     const holder: { current: WsRelay | null } = { current: null };
     const idleTimeoutMs = (route.cfg.websocket as NonNullable<RouteConfig['websocket']>).idleTimeoutMs;
-    holder.current = new WsRelay(client, upSocket, { idleTimeoutMs, clientHead: p.head, upstreamHead: upHead, onEnd: onEnd(p.slot, this.relays, holder) });
+    const end = onEnd(p.slot, this.relays, holder, p.logged ? res : null);
+    holder.current = new WsRelay(client, upSocket, { idleTimeoutMs, clientHead: p.head, upstreamHead: upHead, onEnd: end });
     this.relays.add(holder.current);
     // Opened while the instance drains (its handshake began before): it goes at once.
     if (d.lifecycle.phase === 'closing' || d.lifecycle.phase === 'expired') holder.current.close(GOING_AWAY, 'server shutting down', 'drain');
