@@ -11,7 +11,10 @@ import http, { type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, test } from 'node:test';
 import WebSocket, { WebSocketServer } from 'ws';
+import { readFileSync } from 'node:fs';
+import { connect as tlsConnect } from 'node:tls';
 import { startCli } from './helpers/cli.js';
+import { makeCerts } from './helpers/tls.js';
 import { scrape } from './helpers/prom.js';
 import { connect } from 'node:net';
 import { eventually, rawExchange, send, splitAnswer, startSluice, startSluiceFile, writePolicy, type Running } from './helpers/sluice.js';
@@ -465,5 +468,46 @@ routes:
     assert.equal(no.path, '/second');
   } finally {
     await a.close();
+  }
+});
+
+test('over TLS (listen.tls + http2: the ALPN router): wss echo through Sluice; an Upgrade on a plain route is an ordinary request and the TLS connection lives on', async () => {
+  const certs = makeCerts();
+  const t = await startSluice(`
+listen: { host: 127.0.0.1, port: 0, http2: true, tls: { certFile: ${certs.cert}, keyFile: ${certs.key} } }
+log: { level: error }
+routes:
+  - name: chat
+    match: { pathPrefix: /ws }
+    upstream: ${up.url}
+    websocket: {}
+  - name: plain
+    match: { pathPrefix: / }
+    upstream: ${up.url}
+`);
+  const ca = readFileSync(certs.caCert);
+  try {
+    const ws = new WebSocket(`${t.url.replace(/^https/, 'wss')}/ws/tls`, { ca });
+    await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
+    assert.equal((await echo(ws, 'over tls')).data.toString(), 'over tls');
+    assert.equal((up.upgrades.at(-1) as IncomingMessage).headers['x-forwarded-proto'], 'https');
+    ws.close();
+    await closed(ws);
+    const u = new URL(t.url);
+    const sock = tlsConnect({ host: '127.0.0.1', port: Number(u.port), ca, servername: 'localhost', ALPNProtocols: ['http/1.1'] });
+    let data = '';
+    sock.on('data', (c: Buffer) => (data += c.toString('latin1')));
+    try {
+      await new Promise((resolve, reject) => sock.once('secureConnect', resolve).once('error', reject));
+      sock.write(`GET /plain/a HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n`);
+      await eventually(() => (data.match(/"plain":true/g) ?? []).length === 1, 'the first answer');
+      sock.write('GET /plain/b HTTP/1.1\r\nHost: x\r\n\r\n');
+      await eventually(() => (data.match(/"plain":true/g) ?? []).length === 2, 'the second answer on the same TLS connection');
+      assert.doesNotMatch(data, /"upgrade"/);
+    } finally {
+      sock.destroy();
+    }
+  } finally {
+    await t.close();
   }
 });

@@ -10,7 +10,8 @@
  * the upgrade (the Upgrade fields and the `upgrade` token of Connection),
  * put back in front of the socket's unread bytes (its body, what is
  * pipelined behind), and the socket is handed to the HTTP server as a new
- * connection: a fresh parser reads it, so the request takes the whole usual
+ * connection ('secureConnection' for a TLS socket; on an HTTP/2 listener the
+ * sniffer finds HTTP/1.1 again): a fresh parser reads it, so the request takes the whole usual
  * way (admission, Expect, body streaming, keep-alive, pipelining) and the
  * connection lives on after the answer.
  *
@@ -59,5 +60,6 @@ export function headWithoutUpgrade(req: IncomingMessage): Buffer {
 export function replayAsRequest(server: Server, req: IncomingMessage, socket: Duplex, head: Buffer): void {
   const bytes = headWithoutUpgrade(req);
   socket.unshift(head.length > 0 ? Buffer.concat([bytes, head]) : bytes);
-  server.emit('connection', socket as Socket);
+  // Over TLS the HTTP server takes decrypted sockets in 'secureConnection' ('connection' is the raw TCP one).
+  server.emit((socket as Socket & { encrypted?: boolean }).encrypted === true ? 'secureConnection' : 'connection', socket as Socket);
 }
