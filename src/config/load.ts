@@ -39,10 +39,14 @@ export class ConfigError extends Error {
   }
 }
 
-/** One problem per line: `FILE:LINE:COL: path.to.key: message` (the path is left out when empty). */
+/**
+ * One problem per line: `FILE:LINE:COL: path.to.key: message` (the path is
+ * left out when empty; line 0 is the whole file, which has no position:
+ * `FILE: message`).
+ */
 export function formatProblems(problems: readonly ConfigProblem[]): string {
   return problems
-    .map((p) => `${p.file}:${p.line}:${p.col}: ${p.path === '' ? '' : `${p.path}: `}${p.message}`)
+    .map((p) => `${p.file}${p.line === 0 ? '' : `:${p.line}:${p.col}`}: ${p.path === '' ? '' : `${p.path}: `}${p.message}`)
     .join('\n');
 }
 
