@@ -6,12 +6,14 @@
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import http2 from 'node:http2';
 import net from 'node:net';
 import { after, before, test } from 'node:test';
-import { eventually, send, startSluice, type Running } from './helpers/sluice.js';
+import { startCli } from './helpers/cli.js';
+import { eventually, send, startSluice, writePolicy, type Running } from './helpers/sluice.js';
 import { FRAME, PREFACE, closeSession, frame, h2Connect, h2Request, headersFrame, parseFrames, type RawFrame } from './helpers/h2.js';
-import { curl } from './helpers/tls.js';
+import { curl, makeCerts } from './helpers/tls.js';
 import { startUpstream, type TestUpstream } from './helpers/upstream.js';
 
 let up: TestUpstream;
@@ -225,5 +227,38 @@ test('/admin/state and the live page history show the listener: http + HTTP/2 an
     }, 'a history sample with the HTTP/2 connection');
   } finally {
     await closeSession(session);
+  }
+});
+
+test('routes[].http2 with an https:// upstream: HTTP/2 chosen by ALPN, the upstream certificate verified (NODE_EXTRA_CA_CERTS), trailers pass', async () => {
+  const certs = makeCerts();
+  const secure = http2.createSecureServer({ cert: readFileSync(certs.cert), key: readFileSync(certs.key) }, (req, res) => {
+    res.setHeader('content-type', 'application/json');
+    res.addTrailers({ 'x-checksum': 'tls' });
+    res.end(JSON.stringify({ httpVersion: req.httpVersion, alpn: (req.socket as unknown as { alpnProtocol?: string }).alpnProtocol ?? null }));
+  });
+  await new Promise<void>((r) => secure.listen(0, '127.0.0.1', r));
+  const port = (secure.address() as net.AddressInfo).port;
+  // The real CLI: Node reads NODE_EXTRA_CA_CERTS at start only, so the test's CA needs a process of its own.
+  const cli = await startCli(writePolicy(`
+listen: { host: 127.0.0.1, port: 0, http2: true }
+log: { level: info }
+routes:
+  - name: secure
+    match: { pathPrefix: / }
+    upstream: https://localhost:${port}
+    http2: true
+`), { NODE_EXTRA_CA_CERTS: certs.caCert });
+  try {
+    const session = await h2Connect(cli.proxy.replace('localhost', '127.0.0.1'));
+    const a = await h2Request(session, '/x', { te: 'trailers' });
+    await closeSession(session);
+    assert.equal(a.status, 200);
+    assert.deepEqual(JSON.parse(a.body), { httpVersion: '2.0', alpn: 'h2' });
+    assert.equal(a.trailers['x-checksum'], 'tls');
+  } finally {
+    cli.child.kill('SIGTERM');
+    await cli.exited;
+    await new Promise((r) => secure.close(r));
   }
 });

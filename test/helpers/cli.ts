@@ -18,8 +18,9 @@ export interface Cli {
   readonly exited: Promise<number | null>;
 }
 
-export async function startCli(file: string): Promise<Cli> {
-  const child = spawn(process.execPath, [cli, '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+/** `env` is added to this process's environment (e.g. NODE_EXTRA_CA_CERTS, read by Node only at start). */
+export async function startCli(file: string, env: Readonly<Record<string, string>> = {}): Promise<Cli> {
+  const child = spawn(process.execPath, [cli, '--config', file], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   const logs: Record<string, unknown>[] = [];
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   let buf = '';
