@@ -87,11 +87,11 @@ function replyHooks(opts: ForwardOptions): NonNullable<FastifyHttpProxyOptions['
       if (ex.budgetMs > 0 && dl !== undefined) headers[dl.header] = formatBudget(ex.budgetMs, dl.format);
       return headers;
     },
-    rewriteHeaders: (headers, request) => {
+    rewriteHeaders: (upstream, request) => {
       const ex = exchangeOf((request as NonNullable<typeof request>).raw);
+      const headers = responseHeaders(upstream, ex.route.headerPolicy, ex.wantsTrailers);
       headers['x-request-id'] = ex.requestId;
       if (ex.hold.rate !== null) addRateLimitHeaders(headers, opts.runtime().rateLimitPolicy, ex.hold.rate);
-      responseHeaders(headers, ex.route.headerPolicy, ex.wantsTrailers);
       // Admitted before the drain began: still, do not keep the connection (HTTP/2: the session gets GOAWAY instead).
       if (lifecycle.phase !== 'serving' && !((request as NonNullable<typeof request>).raw as unknown as FrontFields).h2) headers['connection'] = 'close';
       return headers;

@@ -37,7 +37,7 @@ import { OpenSockets, type OpenSocketsSnapshot, type Slot, type SocketCloseReaso
 import type { Refusal } from '../core/limiter/refusal.js';
 import { Admission, type AdmitDeps } from './admit.js';
 import { upstreamFault } from './faults.js';
-import { responseHeaders, type Headers } from './headers.js';
+import { responseHeaders } from './headers.js';
 import { exchangeOf, type Exchange, type FrontRequest } from './request-ctx.js';
 import { pathOf } from './routes.js';
 import type { RouteRuntime } from './runtime.js';
@@ -206,8 +206,7 @@ export class WebSockets {
     ex.status = upRes.statusCode ?? 502;
     ex.body = upRes;
     d.events.onUpstreamResponse?.(ex.route, ex.lane, ex.status, d.clock.now() - ex.dispatchedAt);
-    const headers: Headers = { ...upRes.headers, 'x-request-id': ex.requestId };
-    responseHeaders(headers, ex.route.headerPolicy, false);
+    const headers = responseHeaders({ ...upRes.headers, 'x-request-id': ex.requestId }, ex.route.headerPolicy, false);
     res.writeHead(ex.status, headers as OutgoingHttpHeaders);
     upRes.once('end', () => {
       // A handshake answer says nothing about the route's request latency: no RTT sample.

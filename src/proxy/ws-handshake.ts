@@ -84,8 +84,7 @@ export function handshake(req: IncomingMessage & ClientSide, t: HandshakeTarget,
 
 /** The 101 head for the client: the upstream's, through the response transform, Upgrade and Connection set again. */
 export function switchingHead(res: IncomingMessage, policy: HeaderPolicy, requestId: string): string {
-  const headers: Headers = { ...res.headers, 'x-request-id': requestId };
-  responseHeaders(headers, policy, false);
+  const headers = responseHeaders({ ...res.headers, 'x-request-id': requestId }, policy, false);
   let head = 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n';
   for (const [name, value] of Object.entries(headers)) {
     if (value === undefined) continue;
