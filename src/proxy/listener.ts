@@ -28,20 +28,26 @@ export interface ProxyListener {
 }
 
 /**
- * fastify's per-request child logger, made on first use. fastify makes one
- * per request (pino's child serialises the request id binding each time);
- * an admitted request that never logs needs none, and Sluice's own lines
- * carry the request id themselves.
+ * The proxy listener's logger as fastify gets it: every child made on first
+ * use. fastify makes one per request (pino's child serialises the request
+ * id binding each time); an admitted request that never logs needs none,
+ * and Sluice's own lines carry the request id themselves. Given as
+ * fastify's logger instance (not as a childLoggerFactory, which fastify
+ * checks method by method on every request), fastify's own root logger and
+ * each request's are lazy children of it.
  */
-class LazyChild {
+class LazyLogger {
   private made: Logger | null = null;
   constructor(
-    private readonly parent: Logger,
+    private readonly parent: Logger | LazyLogger,
     private readonly bindings: Record<string, unknown>,
-    private readonly opts: Record<string, unknown>,
+    private readonly opts: Record<string, unknown> | undefined,
   ) {}
   private get real(): Logger {
-    return (this.made ??= this.parent.child(this.bindings, this.opts));
+    return (this.made ??= LazyLogger.realOf(this.parent).child(this.bindings, this.opts));
+  }
+  private static realOf(l: Logger | LazyLogger): Logger {
+    return l instanceof LazyLogger ? l.real : l;
   }
   get level(): string {
     return this.made?.level ?? this.parent.level;
@@ -68,8 +74,8 @@ class LazyChild {
     this.real.trace(...(a as [string]));
   }
   silent(): void {}
-  child(bindings: Record<string, unknown>, opts?: Record<string, unknown>): Logger {
-    return this.real.child(bindings, opts);
+  child(bindings: Record<string, unknown>, opts?: Record<string, unknown>): LazyLogger {
+    return new LazyLogger(this, bindings, opts);
   }
 }
 
@@ -85,11 +91,10 @@ export async function buildProxyListener(opts: ProxyListenerOptions): Promise<Pr
     admit: { runtime, lifecycle, clock, random, events, log, refusalLog: opts.refusalLog, shadowLog: opts.shadowLog, answers },
   });
   const proxy = fastify({
-    loggerInstance: log as FastifyBaseLogger,
+    loggerInstance: new LazyLogger(log, {}, undefined) as unknown as FastifyBaseLogger,
     // Per-request info lines would cost more than admission itself; refusals and errors are logged explicitly.
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'requestId' }),
     genReqId: admittedRequestId,
-    childLoggerFactory: (logger, bindings, opts) => new LazyChild(logger as Logger, bindings, opts as Record<string, unknown>) as never,
     // Requests admitted before the listener closed may still reach fastify while it closes.
     return503OnClosing: false,
     serverFactory: front.factory as never,
