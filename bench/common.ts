@@ -201,3 +201,16 @@ export function table(header: string[], rows: (string | number)[][]): string {
   const line = (cells: (string | number)[]): string => `| ${cells.map(String).join(' | ')} |`;
   return [line(header), line(header.map(() => '---')), ...rows.map(line)].join('\n');
 }
+
+/**
+ * `rounds` rounds over `items`, the order reversed every other round (A B C,
+ * C B A, ...), so drift in the machine's load hits every item alike; `run`
+ * gets the item and the round (1-based). The results in the order they ran.
+ */
+export async function rotatingRounds<T, R>(rounds: number, items: readonly T[], run: (item: T, round: number) => Promise<R>): Promise<R[]> {
+  const results: R[] = [];
+  for (let i = 0; i < rounds; i++) {
+    for (const item of i % 2 === 0 ? items : [...items].reverse()) results.push(await run(item, i + 1));
+  }
+  return results;
+}

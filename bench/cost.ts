@@ -22,7 +22,7 @@ import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { Agent, request } from 'undici';
 import { median, spreadPct } from './analysis.js';
-import { admitAllPolicy, fmt, refuseAllPolicy, routeState, table, withAccessLog, writeConfig, type BenchContext, type ScenarioOutput } from './common.js';
+import { admitAllPolicy, fmt, refuseAllPolicy, rotatingRounds, routeState, table, withAccessLog, writeConfig, type BenchContext, type ScenarioOutput } from './common.js';
 import { ROOT, startBareProxy, startFastUpstream, startSluice, urlOf, type Proc } from './processes.js';
 
 const PATH = '/api/items/42?view=full';
@@ -277,14 +277,11 @@ export async function costScenario(ctx: BenchContext): Promise<ScenarioOutput> {
     const targets: Target[] = [{ name: 'bare', proc: bare, url: urlOf(bare), expect: 'ok' }, ...variants.flatMap((v) => v.targets)];
     ctx.log(`0. cost: CPU per request with wrk (${targets.map((t) => t.name).join(', ')})`);
     for (const t of targets) await measure(ctx, t, 0, warmupS);
-    const rows: CostRow[] = [];
-    for (let i = 0; i < rounds; i++) {
-      for (const t of i % 2 === 0 ? targets : [...targets].reverse()) {
-        const r = await measure(ctx, t, i + 1, durationS);
-        ctx.log(`  round ${i + 1} ${t.name}: ${Math.round(r.rps)} answers/s, proxy CPU ${Math.round(r.cpuPct)}%, ${fmt(r.cpuUsPerReq, 1)} µs/answer`);
-        rows.push(r);
-      }
-    }
+    const rows = await rotatingRounds(rounds, targets, async (t, round) => {
+      const r = await measure(ctx, t, round, durationS);
+      ctx.log(`  round ${round} ${t.name}: ${Math.round(r.rps)} answers/s, proxy CPU ${Math.round(r.cpuPct)}%, ${fmt(r.cpuUsPerReq, 1)} µs/answer`);
+      return r;
+    });
     hold.abort();
     await Promise.all(variants.map((v) => v.held));
     const forwarding = targets.filter((t) => t.expect === 'ok');

@@ -22,7 +22,7 @@ import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { Agent } from 'undici';
 import { median } from './analysis.js';
-import { admitAllPolicy, fmt, refuseAllPolicy, table, writeConfig, type BenchContext, type ScenarioOutput } from './common.js';
+import { admitAllPolicy, fmt, refuseAllPolicy, rotatingRounds, table, writeConfig, type BenchContext, type ScenarioOutput } from './common.js';
 import { holdSlot } from './cost.js';
 import { startFastH2Upstream, startFastUpstream, startSluice, urlOf, type Proc } from './processes.js';
 
@@ -201,14 +201,11 @@ export async function h2Scenario(ctx: BenchContext): Promise<ScenarioOutput> {
     ];
     ctx.log(`10. h2: CPU per request with h2load (${runs.map((x) => x.name).join(', ')})`);
     for (const run of runs) await measure(ctx, run, 0, ctx.quick ? 1 : 2);
-    const rows: Row[] = [];
-    for (let i = 0; i < rounds; i++) {
-      for (const run of i % 2 === 0 ? runs : [...runs].reverse()) {
-        const row = await measure(ctx, run, i + 1, durationS);
-        ctx.log(`  round ${i + 1} ${run.name}: ${Math.round(row.rps)} answers/s, ${fmt(row.cpuUsPerReq, 1)} µs/answer`);
-        rows.push(row);
-      }
-    }
+    const rows = await rotatingRounds(rounds, runs, async (run, round) => {
+      const row = await measure(ctx, run, round, durationS);
+      ctx.log(`  round ${round} ${run.name}: ${Math.round(row.rps)} answers/s, ${fmt(row.cpuUsPerReq, 1)} µs/answer`);
+      return row;
+    });
     hold.abort();
     await held;
     const clients = await clientComparison(ctx, urlOf(h2upstream));

@@ -31,7 +31,7 @@
  * Target (issue 14): CPU per request with workers: 2 <= 1.1x workers: 1.
  */
 import { median } from './analysis.js';
-import { admitAllPolicy, fmt, table, writeConfig, type BenchContext, type ScenarioOutput } from './common.js';
+import { admitAllPolicy, fmt, rotatingRounds, table, writeConfig, type BenchContext, type ScenarioOutput } from './common.js';
 import { wrk } from './cost.js';
 import { startFastUpstream, startSluice, treeCpuSeconds, urlOf, type Proc } from './processes.js';
 
@@ -198,13 +198,12 @@ export async function workersScenario(ctx: BenchContext): Promise<ScenarioOutput
     for (const mode of MODES) {
       const pair = mode.pair.map((name) => instances.get(name) as Instance);
       for (const inst of pair) await measure(ctx, mode, inst, 0, warmupS);
-      for (let i = 0; i < rounds; i++) {
-        for (const inst of i % 2 === 0 ? pair : [...pair].reverse()) {
-          const r = await measure(ctx, mode, inst, i + 1, durationS);
-          ctx.log(`  ${mode.name}, round ${i + 1}, ${inst.spec.name}: ${Math.round(r.rps)} answers/s, ${fmt(r.cpuUsPerReq, 1)} µs/answer (primary ${fmt(r.primaryUsPerReq, 1)})`);
-          rows.push(r);
-        }
-      }
+      const modeRows = await rotatingRounds(rounds, pair, async (inst, round) => {
+        const r = await measure(ctx, mode, inst, round, durationS);
+        ctx.log(`  ${mode.name}, round ${round}, ${inst.spec.name}: ${Math.round(r.rps)} answers/s, ${fmt(r.cpuUsPerReq, 1)} µs/answer (primary ${fmt(r.primaryUsPerReq, 1)})`);
+        return r;
+      });
+      rows.push(...modeRows);
     }
     return report(ctx, rows, durationS);
   } finally {
